@@ -96,11 +96,32 @@ def _log_tail(path: Path, lines: int = 8) -> str:
     return " | ".join(tail)
 
 
-def _cmdline(pid: int) -> str:
+def _start_time(pid: int) -> str | None:
+    """A process's start time (clock ticks since boot) from /proc; None if unknown."""
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return ""
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def _same_process(pid: int, started: str | None) -> bool:
+    """Whether ``pid`` is alive and is the process that started at ``started``."""
+    if started is not None and Path("/proc").is_dir():
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        fields = stat[stat.rfind(")") + 2:].split()
+        return len(fields) > 19 and fields[0] not in ("Z", "X") and fields[19] == started
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _group_members(pgid: int) -> list[int] | None:
@@ -201,7 +222,7 @@ class Router:
             return None
         if self._proc is not None and self._proc.pid == info["pid"]:
             return info if self._proc.poll() is None else None
-        if "ocs_core._crossbar" not in _cmdline(info["pid"]):
+        if not _same_process(int(info["pid"]), info.get("proc_start")):
             return None  # gone, or the pid was reused by another program
         return info
 
@@ -286,7 +307,8 @@ class Router:
                                           cwd=self.node_dir, env=self._environment(),
                                           start_new_session=True, close_fds=True)
         info = {"pid": self._proc.pid, "pgid": self._proc.pid, "port": port, "interface": iface,
-                "http_url": self.http_url, "started": time.time()}
+                "http_url": self.http_url, "started": time.time(),
+                "proc_start": _start_time(self._proc.pid)}
         self.pid_path.write_text(json.dumps(info) + "\n", encoding="utf-8")
         try:
             self.wait_ready(timeout)
@@ -358,6 +380,19 @@ class Router:
                 return True
             time.sleep(_POLL)
         return not _group_alive(pgid)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait for a router this object started to exit; return its status (None: running)."""
+        if self._proc is None:
+            return None
+        try:
+            return self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def log_tail(self, lines: int = 8) -> str:
+        """The last non-empty lines of crossbar's log, joined with `` | ``."""
+        return _log_tail(self.log_path, lines)
 
     def __enter__(self) -> "Router":
         if self._proc is None:
