@@ -29,6 +29,7 @@ from twisted.logger import Logger
 from twisted.python import threadable
 
 from ocs_core.feeds import Feed
+from ocs_core.logs import start_logging
 from ocs_core.operations import OpFunc, Operation, Operations
 from ocs_core.session import OpSession
 
@@ -410,3 +411,16 @@ class OCSAgent:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(self.exit_code)
+
+
+def init_site_agent(args: Any, agent_class: str, log_level: str | None = None) -> OCSAgent:
+    """Make an agent from parsed site arguments and start its logging.
+
+    Logs go to stderr and to ``<log-dir>/<address>.log`` when the host has a log directory.
+    """
+    config = AgentConfig.from_args(args, agent_class=agent_class)
+    log_dir = getattr(args, "log_dir", None)
+    log_file = os.path.join(log_dir, f"{config.address}.log") if log_dir else None
+    start_logging(level=log_level or os.environ.get("LOGLEVEL", "info"), log_file=log_file,
+                  prefix=f"{config.instance_id} ")
+    return OCSAgent(config)

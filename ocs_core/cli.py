@@ -25,6 +25,7 @@ __all__ = ["main", "build_parser", "common_options", "SUBCOMMANDS", "USER_ERRORS
 SUBCOMMANDS: list[str] = [
     "ocs_core.cli_router",
     "ocs_core.cli_agent",
+    "clients.cli_commands",  # named by string: ocs_core does not import clients
 ]
 
 

@@ -14,8 +14,7 @@ from typing import Any
 import numpy as np
 
 from ocs_core import site_config
-from ocs_core.agent import AgentConfig, OCSAgent
-from ocs_core.logs import start_logging
+from ocs_core.agent import OCSAgent, init_site_agent
 from ocs_core.params import param
 from ocs_core.session import OpSession
 from ocs_core.util import dsleep
@@ -149,9 +148,7 @@ def make_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argum
 def main(args: list[str] | None = None) -> None:
     """Run a FakeDataAgent from the site config (``ocs-core agent INSTANCE_ID``)."""
     parsed = site_config.parse_args(agent_class="FakeDataAgent", parser=make_parser(), args=args)
-    config = AgentConfig.from_args(parsed, agent_class="FakeDataAgent")
-    start_logging(log_file=site_config.log_file(parsed, config.address), prefix=f"{parsed.instance_id} ")
-    agent = OCSAgent(config)
+    agent = init_site_agent(parsed, "FakeDataAgent")
     fake = FakeDataAgent(agent, parsed.num_channels, parsed.sample_rate, parsed.frame_length,
                          parsed.buffer_time, parsed.seed)
     startup = parsed.mode == "acq"
