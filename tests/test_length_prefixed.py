@@ -200,3 +200,12 @@ def test_seeded_garbage_never_raises():
 def test_encode_body_roundtrip():
     value = {"a": [1, 2.25, None, "x"], "b": {"c": [[]]}}
     assert decode_body(encode_body(value)) == value
+
+
+def test_numpy_float_arrays_finite_and_not():
+    finite = np.linspace(0.0, 1.0, 6).reshape(2, 3)
+    assert to_jsonable(finite) == finite.tolist()
+    finite[1, 2] = np.nan
+    assert to_jsonable(finite)[1] == [0.6000000000000001, 0.8, None]
+    assert to_jsonable(np.array([1, 2], dtype=np.uint8)) == [1, 2]
+    assert to_jsonable(np.array([True, False])) == [True, False]

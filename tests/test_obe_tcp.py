@@ -536,3 +536,26 @@ def test_socket_1000_malformed_frames_leave_server_serving_and_state_unchanged(s
     assert ready == "OK"
     assert mean_after == mean_before == [5.0, 1.0]
     assert backend.state() == before
+
+
+@pytest_twisted.inlineCallbacks
+def test_socket_half_close_still_gets_every_reply(served):
+    backend, port = served
+
+    def client():
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b'0000000020{"command": "ready"}0000000021{"command": "optset"}00000000')
+            sock.shutdown(socket.SHUT_WR)
+            return recv_frame(sock), recv_frame(sock), at_eof(sock)
+
+    assert (yield threads.deferToThread(client)) == (b'0000000004"OK"', b"0000000005[2.0]", True)
+
+
+def test_half_close_with_stringtransport_waits_for_busy_call():
+    runner = ManualRunner()
+    proto, tr = connect(LegacyOBEFactory(FakeBackend(), runner=runner))
+    proto.dataReceived(encode({"command": "getmean"}) + encode({"command": "ready"}))
+    proto.readConnectionLost()
+    assert not tr.disconnecting
+    runner.finish_one()
+    assert replies(tr) == [[0.0, 0.0], "OK"] and tr.disconnecting

@@ -28,8 +28,9 @@ from ocs_core.framing.length_prefixed import (
     DEFAULT_MAX_BODY, BadFrame, Event, FrameParser, Message, encode,
 )
 from twisted.internet import defer, protocol, threads
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import IHalfCloseableProtocol, IListeningPort
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from agents.obe.legacy_commands import BackendCall, LegacyDispatcher, OBEBackend, Reply
 
@@ -38,7 +39,7 @@ __all__ = ["DEFAULT_PORT", "DEFAULT_INTERFACE", "LegacyOBEProtocol", "LegacyOBEF
 DEFAULT_PORT = 61981
 DEFAULT_INTERFACE = "127.0.0.1"
 
-Runner = Callable[[Callable[[], bytes]], defer.Deferred]
+Runner = Callable[[Callable[[], Any]], defer.Deferred]
 
 
 def _encode_reply(reply: Reply) -> bytes:
@@ -48,8 +49,13 @@ def _encode_reply(reply: Reply) -> bytes:
         return encode({"error": f"reply could not be encoded: {exc}"})
 
 
+@implementer(IHalfCloseableProtocol)
 class LegacyOBEProtocol(protocol.Protocol):
-    """One client connection speaking the 10-digit length-prefixed JSON protocol."""
+    """One client connection speaking the 10-digit length-prefixed JSON protocol.
+
+    A client may half-close (shut down its sending side) after its requests: they are all
+    answered, then the connection is closed.
+    """
 
     log = Logger()
 
@@ -68,6 +74,7 @@ class LegacyOBEProtocol(protocol.Protocol):
         self._closing = False
         self._connected = False
         self._in_pump = False
+        self._input_ended = False
 
     def connectionMade(self) -> None:
         self._connected = True
@@ -75,6 +82,15 @@ class LegacyOBEProtocol(protocol.Protocol):
     def connectionLost(self, reason: Any = None) -> None:
         self._connected = False
         self._queue.clear()
+
+    def readConnectionLost(self) -> None:
+        """The client shut down its sending side: answer what is queued, then close."""
+        self._input_ended = True
+        self._pump()
+
+    def writeConnectionLost(self) -> None:
+        """Nothing can be sent any more: stop serving."""
+        self.close()
 
     def dataReceived(self, data: bytes) -> None:
         if self._closing:
@@ -99,6 +115,9 @@ class LegacyOBEProtocol(protocol.Protocol):
                     break
         finally:
             self._in_pump = False
+        if self._input_ended and not self._busy and not self._queue and self._connected:
+            self.close()  # every complete request has been answered
+            return
         self._flow_control()
 
     def _flow_control(self) -> None:

@@ -222,8 +222,22 @@ def to_jsonable(obj: Any) -> Any:
         converted = tolist()
         if converted is obj:
             raise TypeError(f"cannot convert {type(obj).__name__} to JSON")
+        if _plain_numeric(obj):  # fast path: no NaN/inf inside, tolist() gave plain numbers
+            return converted
         return to_jsonable(converted)
     raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
+
+
+def _plain_numeric(obj: Any) -> bool:
+    """True for a numpy array/scalar of bools, integers, or finite floats (no walk needed)."""
+    kind = getattr(getattr(obj, "dtype", None), "kind", None)
+    if kind in ("b", "i", "u"):
+        return True
+    if kind == "f" and type(obj).__module__ == "numpy":
+        import numpy  # already loaded: obj is a numpy value
+
+        return bool(numpy.isfinite(obj).all())
+    return False
 
 
 def encode_body(obj: Any) -> bytes:
