@@ -559,3 +559,31 @@ def test_half_close_with_stringtransport_waits_for_busy_call():
     assert not tr.disconnecting
     runner.finish_one()
     assert replies(tr) == [[0.0, 0.0], "OK"] and tr.disconnecting
+
+
+@pytest_twisted.inlineCallbacks
+def test_socket_concurrent_clients_each_keep_their_order(served):
+    backend, port = served
+    reactor_thread = threading.current_thread()
+    seen_threads = set()
+    original = backend.goodset
+
+    def goodset(pickiness):
+        seen_threads.add(threading.current_thread())
+        return original(pickiness)
+
+    backend.goodset = goodset
+
+    def client(k):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            payload = b""
+            for i in range(100):
+                body = json.dumps({"command": "goodset", "pickiness": k * 1000 + i}).encode()
+                payload += b"%010d" % len(body) + body
+            sock.sendall(payload)
+            return [json.loads(recv_frame(sock)[10:])[0] for _ in range(100)]
+
+    results = yield defer.gatherResults([threads.deferToThread(client, k) for k in range(4)])
+    for k, result in enumerate(results):
+        assert result == [float(k * 1000 + i) for i in range(100)]
+    assert seen_threads and reactor_thread not in seen_threads
