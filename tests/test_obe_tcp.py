@@ -587,3 +587,21 @@ def test_socket_concurrent_clients_each_keep_their_order(served):
     for k, result in enumerate(results):
         assert result == [float(k * 1000 + i) for i in range(100)]
     assert seen_threads and reactor_thread not in seen_threads
+
+
+def test_tcp_layer_logs_backend_failure_once_through_twisted_logger():
+    from twisted.logger import globalLogPublisher
+    from twisted.python.threadable import isInIOThread
+
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        proto, tr = connect(LegacyOBEFactory(FakeBackend(), runner=sync_runner))
+        proto.dataReceived(encode({"command": "newdat", "x": [1.0], "y": 666.0, "s": 1.0}))
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert replies(tr) == [{"error": "newdat failed: internal error in the OBE backend (logged)"}]
+    assert isInIOThread()  # pytest-twisted runs tests in the reactor thread
+    failures = [e for e in events if "log_failure" in e]
+    assert len(failures) == 1 and failures[0]["command"] == "newdat"
+    assert "simulated engine bug" in failures[0]["log_failure"].getTraceback()

@@ -17,9 +17,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["OBEBackend", "Reply", "BackendCall", "LegacyDispatcher", "COMMANDS", "error"]
+__all__ = ["OBEBackend", "Reply", "BackendCall", "LegacyDispatcher", "COMMANDS", "ErrorLogger", "error"]
 
 _log = logging.getLogger(__name__)
+
+ErrorLogger = Callable[[str, BaseException], None]
+"""Called once per unexpected backend exception with the command and the exception (traceback
+in ``exc.__traceback__``), from the thread that ran the call."""
+
+
+def _log_with_stdlib(command: str, exc: BaseException) -> None:
+    _log.error("OBE backend failed on %r", command, exc_info=(type(exc), exc, exc.__traceback__))
 
 
 @runtime_checkable
@@ -90,6 +98,7 @@ class BackendCall:
     needs_run: bool
     backend: OBEBackend
     wrap: Callable[[Any], Any] | None = None
+    log_error: ErrorLogger = _log_with_stdlib
 
     def run(self) -> Reply:
         """Call the backend and return the reply; never raises."""
@@ -99,8 +108,11 @@ class BackendCall:
             result = self.function()
         except ValueError as exc:
             return error(f"{self.command}: {exc}")
-        except Exception:  # noqa: BLE001 - report, log once, keep serving
-            _log.exception("OBE backend failed on %r", self.command)
+        except Exception as exc:  # noqa: BLE001 - report, log once, keep serving
+            try:
+                self.log_error(self.command, exc)
+            except Exception:  # noqa: BLE001 - a broken logger must not break the reply
+                pass
             return error(f"{self.command} failed: internal error in the OBE backend (logged)")
         return Reply(self.wrap(result) if self.wrap else result)
 
@@ -148,10 +160,17 @@ class LegacyDispatcher:
 
     Args:
         backend: the object that owns the engine (see :class:`OBEBackend`).
+        log_error: how unexpected backend exceptions are logged (default: the standard
+            :mod:`logging` module, with the traceback).
     """
 
-    def __init__(self, backend: OBEBackend) -> None:
+    def __init__(self, backend: OBEBackend, log_error: ErrorLogger | None = None) -> None:
         self.backend = backend
+        self.log_error = log_error or _log_with_stdlib
+
+    def _call(self, command: str, function: Callable[[], Any], needs_run: bool,
+              wrap: Callable[[Any], Any] | None = None) -> BackendCall:
+        return BackendCall(command, function, needs_run, self.backend, wrap, self.log_error)
 
     def prepare(self, request: Any) -> Reply | BackendCall:
         """Validate one decoded request; cheap, touches no backend state.
@@ -172,7 +191,7 @@ class LegacyDispatcher:
         if command == "done":
             return Reply("OK", done=True)
         if command in _GETTERS:
-            return BackendCall(command, getattr(backend, _GETTERS[command]), True, backend)
+            return self._call(command, getattr(backend, _GETTERS[command]), True)
         if command == "goodset":
             pickiness = request.get("pickiness")
             if pickiness is not None:
@@ -182,7 +201,7 @@ class LegacyDispatcher:
                     return error(f"goodset: {exc}")
                 if pickiness < 0:
                     return error(f"goodset: pickiness must be >= 0, got {pickiness}")
-            return BackendCall(command, lambda: backend.goodset(pickiness), True, backend)
+            return self._call(command, lambda: backend.goodset(pickiness), True)
         if command == "newdat":
             missing = [key for key in ("x", "y", "s") if key not in request]
             if missing:
@@ -196,12 +215,10 @@ class LegacyDispatcher:
             if any(value <= 0 for value in (s if isinstance(s, list) else [s])):
                 return error(f"newdat: s (the uncertainty) must be > 0, got {s}")
             x_list = x if isinstance(x, list) else [x]
-            return BackendCall(command, lambda: backend.newdat(x_list, y, s), True, backend,
-                               wrap=lambda _result: "OK")
+            return self._call(command, lambda: backend.newdat(x_list, y, s), True, lambda _result: "OK")
         if command == "newrun":
             message = dict(request)
-            return BackendCall(command, lambda: backend.newrun(message), False, backend,
-                               wrap=lambda _result: "OK")
+            return self._call(command, lambda: backend.newrun(message), False, lambda _result: "OK")
         return error(f"unknown command {_show(command)}; known: {', '.join(COMMANDS)}")
 
     def handle(self, request: Any) -> Reply:

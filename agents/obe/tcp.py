@@ -28,6 +28,8 @@ from ocs_core.framing.length_prefixed import (
     DEFAULT_MAX_BODY, BadFrame, Event, FrameParser, Message, encode,
 )
 from twisted.internet import defer, protocol, threads
+from twisted.python.failure import Failure
+from twisted.python.threadable import isInIOThread
 from twisted.internet.interfaces import IHalfCloseableProtocol, IListeningPort
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -40,6 +42,22 @@ DEFAULT_PORT = 61981
 DEFAULT_INTERFACE = "127.0.0.1"
 
 Runner = Callable[[Callable[[], Any]], defer.Deferred]
+
+_log = Logger()
+
+
+def _log_backend_error(command: str, exc: BaseException) -> None:
+    """Log an unexpected backend exception once, with its traceback, on the reactor thread."""
+    failure = Failure(exc, type(exc), exc.__traceback__)
+
+    def emit() -> None:
+        _log.failure("OBE backend failed on {command!r}", failure, command=command)
+
+    if isInIOThread():
+        emit()
+    else:
+        from twisted.internet import reactor
+        reactor.callFromThread(emit)
 
 
 def _encode_reply(reply: Reply) -> bytes:
@@ -215,7 +233,7 @@ class LegacyOBEFactory(protocol.ServerFactory):
                  close_on_done: bool = True) -> None:
         if max_queued < 1:
             raise ValueError(f"max_queued must be >= 1, got {max_queued}")
-        self.dispatcher = LegacyDispatcher(backend)
+        self.dispatcher = LegacyDispatcher(backend, log_error=_log_backend_error)
         self.runner: Runner = runner if runner is not None else threads.deferToThread
         self.max_body = max_body
         self.max_queued = max_queued
