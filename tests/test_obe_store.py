@@ -125,6 +125,10 @@ def test_reopen_after_dropping_without_close(tmp_path):
     assert reopened._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     reopened.close()
     reopened.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        reopened.list_runs()
+    with pytest.raises(RuntimeError, match="closed"):
+        reopened.new_run({})
 
 
 def test_threads_share_one_store(store):

@@ -150,9 +150,9 @@ class RunStore:
     def close(self) -> None:
         """Close the database (idempotent)."""
         with self._lock:
-            if self._db is not None:
+            if not isinstance(self._db, _Closed):
                 self._db.close()
-                self._db = None  # type: ignore[assignment]
+                self._db = _Closed()  # type: ignore[assignment]
 
     def __enter__(self) -> "RunStore":
         return self
@@ -278,6 +278,13 @@ class RunStore:
         if row is None:
             return None
         return Snapshot(row[0], _unpack_arrays(row[1], row[2]), json.loads(row[3]))
+
+
+class _Closed:
+    """Stands in for the connection after :meth:`RunStore.close`."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError("the run store is closed")
 
 
 class _Transaction:
