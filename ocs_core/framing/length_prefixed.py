@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Union
@@ -130,7 +129,6 @@ class FrameParser:
         self._buffer = bytearray()
         self._body_length: int | None = None  # None while reading a prefix
         self._broken = False
-        self._pending: deque[Event] = deque()
 
     @property
     def broken(self) -> bool:
@@ -149,8 +147,6 @@ class FrameParser:
 
     def next_event(self) -> Event | None:
         """Return the next event, or None when more bytes are needed (or the stream is broken)."""
-        if self._pending:
-            return self._pending.popleft()
         if self._broken:
             return None
         buf = self._buffer
