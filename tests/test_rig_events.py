@@ -125,3 +125,12 @@ def test_exp_ref_bad_type_and_mapping():
         validate_exp_ref({"date": "2022-01-01"})
     with pytest.raises(ValueError, match="sequence"):
         validate_exp_ref({"date": "2022-01-01", "sequence": "one", "subject": "m"})
+
+
+def test_pure_modules_import_no_twisted():
+    import subprocess
+    import sys
+    code = ("import sys, agents.rig, agents.rig.events, agents.rig.messages, agents.rig.uri; "
+            "print(any(m.startswith('twisted') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -39,7 +39,8 @@ class RigTransport(Protocol):
 
         Returns a Deferred that fires (with None) once delivery is confirmed (UDP: the echo;
         WAMP: the publish acknowledgement) and fails with TimeoutError or another exception
-        if it is not. It must not raise for a network problem: it fails the Deferred instead.
+        if it is not. Network problems fail the Deferred; a message that cannot be encoded
+        (MessageError) or a missing address (ValueError) may raise at once.
         """
 
     def close(self) -> None:
@@ -56,12 +57,12 @@ class Communicator:
     Args:
         transport: The transport carrying the messages (attached here).
         name: A label for logs, e.g. the remote rig's name.
-        logger: Where to log; defaults to ``logging.getLogger('agents.rig.<name>')``.
+        logger: Where to log; defaults to the ``agents.rig`` logger (lines carry ``[name]``).
     """
 
     def __init__(self, transport: RigTransport, name: str = "rig", logger: Optional[logging.Logger] = None):
         self.name = name
-        self.logger = logger or logging.getLogger(f"agents.rig.{name}")
+        self.logger = logger or logging.getLogger("agents.rig")
         self.transport = transport
         # single-bit event -> list of (callback, compound registration)
         self._callbacks: dict[ExpMessage, list[tuple[Callback, bool]]] = {e: [] for e in ExpMessage}
