@@ -218,3 +218,28 @@ async def test_send_without_address_needs_remote():
     com.close()
     with pytest.raises(ConnectionError):
         await com.init(addr=("127.0.0.1", 9))
+
+
+def test_new_message_while_waiting_for_echo_is_handled_not_taken_as_echo():
+    clock = task.Clock()
+    t = UDPTransport(remote=("127.0.0.1", 9), clock=clock)
+    from agents.rig.communicator import Communicator
+    com = Communicator(t, name="fake")
+    written = []
+
+    class FakeSocket:
+        def write(self, data, addr):
+            written.append((data, addr))
+
+    t.transport = FakeSocket()
+    t.startProtocol()
+    sent = t.send(make_message("expinit", None))
+    got = []
+    com.assign_callback("expstatus", got.append)
+    t.datagramReceived(b"[32, 20]", ("127.0.0.1", 9))  # the peer's own message, not our echo
+    assert [m.status for m in got] == [ExpStatus.RUNNING]
+    assert written[-1] == (b"[32, 20]", ("127.0.0.1", 9))  # echoed back
+    assert not sent.called  # still waiting for our echo
+    t.datagramReceived(written[0][0], ("127.0.0.1", 9))
+    assert sent.called
+    com.close()
