@@ -233,13 +233,14 @@ def test_new_message_while_waiting_for_echo_is_handled_not_taken_as_echo():
 
     t.transport = FakeSocket()
     t.startProtocol()
-    sent = t.send(make_message("expinit", None))
+    confirmed = []
+    t.send(make_message("expinit", None)).addCallback(confirmed.append)
     got = []
     com.assign_callback("expstatus", got.append)
     t.datagramReceived(b"[32, 20]", ("127.0.0.1", 9))  # the peer's own message, not our echo
     assert [m.status for m in got] == [ExpStatus.RUNNING]
     assert written[-1] == (b"[32, 20]", ("127.0.0.1", 9))  # echoed back
-    assert not sent.called  # still waiting for our echo
+    assert confirmed == []  # still waiting for our echo
     t.datagramReceived(written[0][0], ("127.0.0.1", 9))
-    assert sent.called
+    assert confirmed == [None]
     com.close()
