@@ -244,3 +244,11 @@ def test_new_message_while_waiting_for_echo_is_handled_not_taken_as_echo():
     t.datagramReceived(written[0][0], ("127.0.0.1", 9))
     assert confirmed == [None]
     com.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_per_address_send_state_is_released(rigs):
+    server, client = rigs
+    await within(client.init())
+    await within(client.cleanup())
+    assert client.transport._locks == {} and client.transport._pending == {}

@@ -100,7 +100,13 @@ class UDPTransport(DatagramProtocol):
         if isinstance(message, RemoteError):  # error reports are not confirmed
             return self._write(raw, addr)
         lock = self._locks.setdefault(addr, defer.DeferredLock())
-        return lock.run(self._confirmed_send, raw, addr)
+
+        def forget_idle_lock(result: Any) -> Any:  # keep _locks bounded by the sends in flight
+            if not lock.locked and not lock.waiting and self._locks.get(addr) is lock:
+                del self._locks[addr]
+            return result
+
+        return lock.run(self._confirmed_send, raw, addr).addBoth(forget_idle_lock)
 
     def close(self) -> Optional[defer.Deferred]:
         """Close the socket and cancel sends still waiting for their echo."""
