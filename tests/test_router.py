@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from ocs_core import router as router_mod
-from ocs_core.router import Router, RouterError, _group_members, port_in_use, probe
+from ocs_core.process_group import group_members
+from ocs_core.router import Router, RouterError, port_in_use, probe
 from ocs_core.router_config import (AGENT_ROLE, CONTROLLER_ROLE, MAX_MESSAGE_SIZE, hub_endpoint,
                                     render_config)
 from ocs_core.site_config import HubConfig, SiteConfigError
@@ -93,6 +94,8 @@ def test_ipv6_interface():
     ("ws://127.0.0.1:8001/ws", "http://127.0.0.1:8002/call", "must use the same port"),
     ("ws://127.0.0.1:8001/a/b", "http://127.0.0.1:8001/call", "one-level paths only"),
     ("ws://127.0.0.1:8001/x", "http://127.0.0.1:8001/x", "must differ"),
+    ("ws://127.0.0.1:8001", "http://127.0.0.1:8001/call", r"needs a path in 'ws://127.0.0.1:8001', such as /ws"),
+    ("ws://127.0.0.1:8001/ws", "http://127.0.0.1:8001/", "such as /call"),
 ])
 def test_inconsistent_hub_urls_are_refused(server, http, fragment):
     with pytest.raises(SiteConfigError, match=fragment):
@@ -143,7 +146,7 @@ def test_not_ready_in_time_stops_the_whole_group(tmp_path):
     with pytest.raises(RouterError, match=r"router not ready within 0.5 s"):
         r.start(timeout=0.5)
     assert not r.is_running() and r.started_pid > 0
-    assert _group_members(r.started_pid) == []
+    assert group_members(r.started_pid) == []
 
 
 def test_stop_kills_a_group_that_ignores_sigterm(tmp_path):
@@ -154,7 +157,7 @@ def test_stop_kills_a_group_that_ignores_sigterm(tmp_path):
     assert r.is_running() and r.pid == pid
     # the shell and its sleeps form one group (members appear once the shell has forked)
     assert r.stop(timeout=0.5) is True
-    assert _group_members(pid) == [] and not r.is_running()
+    assert group_members(pid) == [] and not r.is_running()
     assert r.stop() is False
 
 
@@ -206,10 +209,10 @@ def test_real_router_lifecycle(tmp_path):
         assert twin.is_running() and twin.pid == pid
         with pytest.raises(RouterError, match="a router is already running from"):
             twin.start()
-        assert len(_group_members(pid)) >= 2  # controller and router worker
+        assert len(group_members(pid)) >= 2  # controller and router worker
     finally:
         assert r.stop() is True
-    assert _group_members(pid) == []
+    assert group_members(pid) == []
     assert not r.is_running() and not r.pid_path.exists()
     assert not port_in_use("127.0.0.1", port)
     assert r.stop() is False  # idempotent
@@ -224,7 +227,7 @@ def test_stop_through_the_pid_file_from_another_object(tmp_path):
     pid = r.start(timeout=30)
     try:
         assert Router(hub_on(port), tmp_path / "node").stop() is True
-        assert _group_members(pid) == []
+        assert group_members(pid) == []
         assert not port_in_use("127.0.0.1", port)
     finally:
         r.stop()
