@@ -78,8 +78,18 @@ def add_arguments(parser: argparse.ArgumentParser | None = None) -> argparse.Arg
 
 
 def site_file_path(value: str | os.PathLike | None) -> Path:
-    """The site file to use: ``value``, else ``$OCS_SITE_FILE``, else ``./site-config.yaml``."""
-    return Path(value or os.environ.get("OCS_SITE_FILE") or DEFAULT_SITE_FILE)
+    """The site file to use: ``value``, else ``$OCS_SITE_FILE``, else ``./site-config.yaml``.
+
+    For ocs users: when none of these is given or exists and ``$OCS_CONFIG_DIR`` is set, its
+    ``default.yaml`` (ocs's default site) is used.
+    """
+    chosen = value or os.environ.get("OCS_SITE_FILE")
+    if chosen:
+        return Path(chosen)
+    config_dir = os.environ.get("OCS_CONFIG_DIR")
+    if config_dir and not Path(DEFAULT_SITE_FILE).exists():
+        return Path(config_dir) / "default.yaml"
+    return Path(DEFAULT_SITE_FILE)
 
 
 def agent_address(args: argparse.Namespace) -> str:

@@ -83,7 +83,9 @@ def write_site_config(tmp_path: str | os.PathLike, port: int,
     }
     path = Path(tmp_path) / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    os.replace(partial, path)  # readers (agents starting up) never see half a file
     return path
 
 

@@ -231,3 +231,22 @@ def test_stop_through_the_pid_file_from_another_object(tmp_path):
         assert not port_in_use("127.0.0.1", port)
     finally:
         r.stop()
+
+
+def test_restart_on_the_same_port_after_a_client_was_connected(tmp_path):
+    """The outage pattern: stop the router under a connected agent, start it again."""
+    from support_agents import subprocess_env
+
+    from ocs_core.testing import AgentProcess, running_router
+
+    with running_router(tmp_path, instances=[{"agent-class": "MiniAgent", "instance-id": "m1"}]) as fixture:
+        agent = AgentProcess("m1", fixture.site_file, env=subprocess_env())
+        try:
+            agent.wait_registered(timeout=20)
+            assert fixture.stop() is True
+            assert agent.proc.wait(10) == 0  # this test agent exits when its router goes
+            fixture.start(timeout=30)  # same port, right away
+            assert fixture.call("observatory._crossbar_check_")["error"] == "wamp.error.no_such_procedure"
+        finally:
+            agent.terminate()
+    assert not fixture.is_running()

@@ -44,7 +44,7 @@ hosts:
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch):
-    for var in list(site_args.ENV_FLAGS) + ["OCS_SITE_FILE"]:
+    for var in list(site_args.ENV_FLAGS) + ["OCS_SITE_FILE", "OCS_CONFIG_DIR"]:
         monkeypatch.delenv(var, raising=False)
 
 
@@ -276,3 +276,15 @@ def test_site_config_reexports_command_line_helpers():
 
     assert site_config.parse_args is site_args.parse_args
     assert site_config.agent_address(argparse.Namespace(address_root="r", instance_id="i")) == "r.i"
+
+
+def test_site_file_resolution_order(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert site_args.site_file_path(None) == site_args.Path("site-config.yaml")
+    monkeypatch.setenv("OCS_CONFIG_DIR", "/etc/ocs")
+    assert str(site_args.site_file_path(None)) == "/etc/ocs/default.yaml"  # ocs's default site
+    (tmp_path / "site-config.yaml").write_text("")
+    assert str(site_args.site_file_path(None)) == "site-config.yaml"  # ours exists: it wins
+    monkeypatch.setenv("OCS_SITE_FILE", "/x/env.yaml")
+    assert str(site_args.site_file_path(None)) == "/x/env.yaml"
+    assert str(site_args.site_file_path("given.yaml")) == "given.yaml"
