@@ -220,7 +220,8 @@ def parse_args(agent_class: str | None, parser: argparse.ArgumentParser | None =
         The namespace parsed from the merged arguments, with ``site_file`` (absolute),
         ``site_host``, ``site_hub``, ``site_http``, ``site_realm``, ``address_root``,
         ``access_policy``, ``instance_id``, ``log_dir``, ``working_dir`` and
-        ``crossbar_timeout`` filled in from the site file when not given.
+        ``crossbar_timeout`` filled in from the site file when not given, and
+        ``agent_class`` (the argument, as in ocs) unless the parser defines it.
 
     Raises:
         SiteConfigError: bad site file, no matching host or instance.
@@ -230,6 +231,8 @@ def parse_args(agent_class: str | None, parser: argparse.ArgumentParser | None =
     if not _has_site_options(parser):
         add_arguments(parser)
     argv = list(sys.argv[1:] if args is None else args)
+    if "-h" in argv or "--help" in argv:  # help needs no site file
+        parser.parse_args(argv)
     argv = _env_tokens(argv) + argv
     pre = _preparse(argv)
     if pre is None:
@@ -250,6 +253,8 @@ def parse_args(agent_class: str | None, parser: argparse.ArgumentParser | None =
         argv = merge_arguments(inst.arguments, argv)
     ns = parser.parse_args(argv)
     _fill(ns, cfg, host)
+    if not hasattr(ns, "agent_class"):
+        ns.agent_class = agent_class
     return ns
 
 

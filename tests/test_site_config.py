@@ -194,6 +194,7 @@ def test_parse_args_by_instance_id_merges_and_fills(site_file, tmp_path):
     assert args.log_dir == str(tmp_path / "logs")
     assert args.crossbar_timeout == 0.0  # default: retry forever
     assert site_args.agent_address(args) == "observatory.faker1"
+    assert args.agent_class == "FakeDataAgent"
 
 
 def test_config_negative_number_stays_a_value(site_file):
@@ -288,3 +289,12 @@ def test_site_file_resolution_order(tmp_path, monkeypatch):
     monkeypatch.setenv("OCS_SITE_FILE", "/x/env.yaml")
     assert str(site_args.site_file_path(None)) == "/x/env.yaml"
     assert str(site_args.site_file_path("given.yaml")) == "given.yaml"
+
+
+def test_help_needs_no_site_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        parse_args("FakeDataAgent", agent_parser(), ["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--mode" in out and "--site-file" in out
