@@ -28,7 +28,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from ocs_core.process_group import same_process, signal_group, start_time
+from ocs_core.process_group import group_alive, same_process, signal_group, start_time
 from ocs_core.router_config import Endpoint, hub_endpoint, render_config
 from ocs_core.site_config import HubConfig
 
@@ -161,10 +161,14 @@ class Router:
     def _running_info(self) -> dict[str, Any] | None:
         """The pid file's content if that router is still alive, else None."""
         info = self._read_pid()
+        if self._proc is not None:  # started by this object: ask the child itself
+            if self._proc.poll() is not None:
+                return None
+            if info is None or info["pid"] != self._proc.pid:
+                return {"pid": self._proc.pid, "pgid": self._proc.pid, "port": self.port}
+            return info
         if info is None:
             return None
-        if self._proc is not None and self._proc.pid == info["pid"]:
-            return info if self._proc.poll() is None else None
         if not same_process(int(info["pid"]), info.get("proc_start")):
             return None  # gone, or the pid was reused by another program
         return info
@@ -289,17 +293,22 @@ class Router:
     def stop(self, timeout: float = 5) -> bool:
         """Stop crossbar by process group: SIGTERM, then SIGKILL after ``timeout`` seconds.
 
-        Idempotent. Returns True when a router was running and has been stopped.
+        Idempotent. Returns True when something was running (the router, or workers left
+        behind by a dead controller) and has been stopped.
         """
         info = self._running_info()
         proc, self._proc = self._proc, None
-        if info is None and proc is None:
-            self.pid_path.unlink(missing_ok=True)
-            return False
-        pgid = int(info["pgid"]) if info else proc.pid  # type: ignore[union-attr]
-        stopped = signal_group(pgid, signal.SIGTERM, timeout, proc)
-        if not stopped:
-            signal_group(pgid, signal.SIGKILL, 5.0, proc)
+        if info is not None:
+            pgid: int | None = int(info["pgid"])
+        elif proc is not None:
+            pgid = proc.pid
+        else:  # a dead controller's group can only hold its own leftovers (pgids stay reserved)
+            stale = self._read_pid()
+            pgid = int(stale["pgid"]) if stale else None
+        running = info is not None or (pgid is not None and group_alive(pgid))
+        if running and pgid is not None:
+            if not signal_group(pgid, signal.SIGTERM, timeout, proc):
+                signal_group(pgid, signal.SIGKILL, 5.0, proc)
         if proc is not None:
             try:
                 proc.wait(timeout=1)
@@ -307,7 +316,7 @@ class Router:
                 pass
         self.pid_path.unlink(missing_ok=True)
         (self.node_dir / "node.pid").unlink(missing_ok=True)
-        return info is not None or proc is not None
+        return running
 
     def wait(self, timeout: float | None = None) -> int | None:
         """Wait for a router this object started to exit; return its status (None: running)."""

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
 import socket
 import sys
+import time
 
 import pytest
 
@@ -161,6 +164,22 @@ def test_stop_kills_a_group_that_ignores_sigterm(tmp_path):
     assert r.stop() is False
 
 
+def test_stop_kills_workers_left_by_a_dead_controller(tmp_path):
+    r = FakeCommandRouter(hub_on(free_port()), tmp_path, argv=["sh", "-c", "sleep 60 & sleep 60 & wait"])
+    r.skip_wait = True
+    pid = r.start()
+    deadline = time.monotonic() + 5
+    while len(group_members(pid)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)  # the "controller" dies, its children stay in the group
+    r._proc.wait()
+    assert len(group_members(pid)) == 2
+    fresh = Router(hub_on(r.port), tmp_path)  # another command, finding the pid file
+    assert not fresh.is_running()
+    assert fresh.stop() is True and group_members(pid) == []
+    assert fresh.stop() is False
+
+
 def test_port_in_use_detection():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -210,8 +229,10 @@ def test_real_router_lifecycle(tmp_path):
         with pytest.raises(RouterError, match="a router is already running from"):
             twin.start()
         assert len(group_members(pid)) >= 2  # controller and router worker
+        assert twin.stop() is True  # through the pid file, as `ocs-core router stop` does
+        assert group_members(pid) == []
     finally:
-        assert r.stop() is True
+        assert r.stop() is False  # already stopped by the twin: nothing left to do
     assert group_members(pid) == []
     assert not r.is_running() and not r.pid_path.exists()
     assert not port_in_use("127.0.0.1", port)
@@ -219,18 +240,6 @@ def test_real_router_lifecycle(tmp_path):
     log = r.log_path.read_text()
     for bad in ("Traceback", "ARRAY_API", "Warning", "ERROR"):
         assert bad not in log, log
-
-
-def test_stop_through_the_pid_file_from_another_object(tmp_path):
-    port = free_port()
-    r = Router(hub_on(port), tmp_path / "node")
-    pid = r.start(timeout=30)
-    try:
-        assert Router(hub_on(port), tmp_path / "node").stop() is True
-        assert group_members(pid) == []
-        assert not port_in_use("127.0.0.1", port)
-    finally:
-        r.stop()
 
 
 def test_restart_on_the_same_port_after_a_client_was_connected(tmp_path):
