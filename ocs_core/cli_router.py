@@ -48,15 +48,13 @@ def _router(args: argparse.Namespace) -> Router:
 def run_start(args: argparse.Namespace) -> int:
     """Start the router; in the foreground, keep it until interrupted."""
     router = _router(args)
+    if args.foreground:  # SIGTERM stops the router like Ctrl-C, also during startup
+        signal.signal(signal.SIGTERM, _interrupt)
     pid = router.start(timeout=args.timeout)
-    print(f"router ready: {router.ws_url} and {router.http_url} (pid {pid}, log {router.log_path})")
+    print(f"router ready: {router.ws_url} and {router.http_url} (pid {pid}, log {router.log_path})",
+          flush=True)
     if not args.foreground:
         return 0
-
-    def on_term(signum, frame):  # noqa: ARG001
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
     try:
         status = router.wait()
     except KeyboardInterrupt:
@@ -67,6 +65,10 @@ def run_start(args: argparse.Namespace) -> int:
     print(f"ocs-core: error: crossbar exited with status {status}; log {router.log_path}: "
           f"{router.log_tail()}", file=sys.stderr)
     return 1
+
+
+def _interrupt(signum, frame):  # noqa: ARG001
+    raise KeyboardInterrupt
 
 
 def run_stop(args: argparse.Namespace) -> int:

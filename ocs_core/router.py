@@ -17,6 +17,7 @@ import errno
 import importlib.util
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -27,6 +28,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from ocs_core.process_group import group_alive, same_process, signal_group, start_time
 from ocs_core.router_config import Endpoint, hub_endpoint, render_config
 from ocs_core.site_config import HubConfig
 
@@ -39,6 +41,8 @@ CONFIG_FILE = "config.json"
 LOG_FILE = "crossbar.log"
 WORKER_WRAPPER = "python-worker"
 _POLL = 0.05
+# Loopback probes must not go through an HTTP proxy from the environment.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class RouterError(RuntimeError):
@@ -75,7 +79,7 @@ def probe(http_url: str, address_root: str, timeout: float = 2.0) -> str | None:
     request = urllib.request.Request(http_url, data=body, method="POST",
                                      headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as reply:  # noqa: S310 (our URL)
+        with _OPENER.open(request, timeout=timeout) as reply:
             answer = json.loads(reply.read(65536) or b"null")
     except urllib.error.HTTPError as exc:
         try:
@@ -94,67 +98,6 @@ def _log_tail(path: Path, lines: int = 8) -> str:
         return ""
     tail = [line.strip() for line in text if line.strip()][-lines:]
     return " | ".join(tail)
-
-
-def _start_time(pid: int) -> str | None:
-    """A process's start time (clock ticks since boot) from /proc; None if unknown."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(")") + 2:].split()
-    return fields[19] if len(fields) > 19 else None
-
-
-def _same_process(pid: int, started: str | None) -> bool:
-    """Whether ``pid`` is alive and is the process that started at ``started``."""
-    if started is not None and Path("/proc").is_dir():
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            return False
-        fields = stat[stat.rfind(")") + 2:].split()
-        return len(fields) > 19 and fields[0] not in ("Z", "X") and fields[19] == started
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _group_members(pgid: int) -> list[int] | None:
-    """Live (non-zombie) pids of a process group from /proc; None when /proc is unavailable."""
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return None
-    members = []
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
-            members.append(int(entry))
-    return members
-
-
-def _group_alive(pgid: int) -> bool:
-    members = _group_members(pgid)
-    if members is not None:
-        return bool(members)
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Router:
@@ -218,11 +161,15 @@ class Router:
     def _running_info(self) -> dict[str, Any] | None:
         """The pid file's content if that router is still alive, else None."""
         info = self._read_pid()
+        if self._proc is not None:  # started by this object: ask the child itself
+            if self._proc.poll() is not None:
+                return None
+            if info is None or info["pid"] != self._proc.pid:
+                return {"pid": self._proc.pid, "pgid": self._proc.pid, "port": self.port}
+            return info
         if info is None:
             return None
-        if self._proc is not None and self._proc.pid == info["pid"]:
-            return info if self._proc.poll() is None else None
-        if not _same_process(int(info["pid"]), info.get("proc_start")):
+        if not same_process(int(info["pid"]), info.get("proc_start")):
             return None  # gone, or the pid was reused by another program
         return info
 
@@ -258,9 +205,9 @@ class Router:
             "# run it through ocs_core._crossbar_worker (quiet imports) instead.\n"
             'if [ "$1" = "-u" ] && [ "$2" = "-m" ] && [ "$3" = "crossbar.worker.main" ]; then\n'
             "    shift 3\n"
-            f'    exec "{sys.executable}" -u -m ocs_core._crossbar_worker "$@"\n'
+            f'    exec {shlex.quote(sys.executable)} -u -m ocs_core._crossbar_worker "$@"\n'
             "fi\n"
-            f'exec "{sys.executable}" "$@"\n', encoding="utf-8")
+            f'exec {shlex.quote(sys.executable)} "$@"\n', encoding="utf-8")
         wrapper.chmod(0o755)
         config = render_config(self.hub, self.endpoint, worker_python=str(wrapper))
         path = self.node_dir / CONFIG_FILE
@@ -308,7 +255,7 @@ class Router:
                                           start_new_session=True, close_fds=True)
         info = {"pid": self._proc.pid, "pgid": self._proc.pid, "port": port, "interface": iface,
                 "http_url": self.http_url, "started": time.time(),
-                "proc_start": _start_time(self._proc.pid)}
+                "proc_start": start_time(self._proc.pid)}
         self.pid_path.write_text(json.dumps(info) + "\n", encoding="utf-8")
         try:
             self.wait_ready(timeout)
@@ -346,17 +293,22 @@ class Router:
     def stop(self, timeout: float = 5) -> bool:
         """Stop crossbar by process group: SIGTERM, then SIGKILL after ``timeout`` seconds.
 
-        Idempotent. Returns True when a router was running and has been stopped.
+        Idempotent. Returns True when something was running (the router, or workers left
+        behind by a dead controller) and has been stopped.
         """
         info = self._running_info()
         proc, self._proc = self._proc, None
-        if info is None and proc is None:
-            self.pid_path.unlink(missing_ok=True)
-            return False
-        pgid = int(info["pgid"]) if info else proc.pid  # type: ignore[union-attr]
-        stopped = self._signal_group(pgid, signal.SIGTERM, timeout, proc)
-        if not stopped:
-            self._signal_group(pgid, signal.SIGKILL, 5.0, proc)
+        if info is not None:
+            pgid: int | None = int(info["pgid"])
+        elif proc is not None:
+            pgid = proc.pid
+        else:  # a dead controller's group can only hold its own leftovers (pgids stay reserved)
+            stale = self._read_pid()
+            pgid = int(stale["pgid"]) if stale else None
+        running = info is not None or (pgid is not None and group_alive(pgid))
+        if running and pgid is not None:
+            if not signal_group(pgid, signal.SIGTERM, timeout, proc):
+                signal_group(pgid, signal.SIGKILL, 5.0, proc)
         if proc is not None:
             try:
                 proc.wait(timeout=1)
@@ -364,22 +316,7 @@ class Router:
                 pass
         self.pid_path.unlink(missing_ok=True)
         (self.node_dir / "node.pid").unlink(missing_ok=True)
-        return info is not None or proc is not None
-
-    @staticmethod
-    def _signal_group(pgid: int, sig: int, timeout: float, proc: subprocess.Popen | None) -> bool:
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return True
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc is not None:
-                proc.poll()  # reap the controller so it does not linger as a zombie
-            if not _group_alive(pgid):
-                return True
-            time.sleep(_POLL)
-        return not _group_alive(pgid)
+        return running
 
     def wait(self, timeout: float | None = None) -> int | None:
         """Wait for a router this object started to exit; return its status (None: running)."""

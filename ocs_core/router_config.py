@@ -73,8 +73,11 @@ def _interface(host: str) -> str:
                               f"to listen on") from None
 
 
-def _path(url: str, key: str, default: str) -> str:
-    path = urlsplit(url).path.strip("/") or default
+def _path(url: str, key: str) -> str:
+    path = urlsplit(url).path.strip("/")
+    if not path:
+        raise SiteConfigError(f"hub.{key}: the router needs a path in {url!r}, such as "
+                              f"{'/ws' if key == 'wamp_server' else '/call'}")
     if not _PATH.match(path):
         raise SiteConfigError(f"hub.{key}: the router serves one-level paths only (letters, "
                               f"digits, '_' and '-'), got {urlsplit(url).path!r} in {url!r}")
@@ -94,8 +97,8 @@ def hub_endpoint(hub: HubConfig) -> Endpoint:
     if http.port != ws.port:
         raise SiteConfigError(f"hub: wamp_server ({hub.wamp_server}) and wamp_http "
                               f"({hub.wamp_http}) must use the same port: one router serves both")
-    ws_path = _path(hub.wamp_server, "wamp_server", "ws")
-    http_path = _path(hub.wamp_http, "wamp_http", "call")
+    ws_path = _path(hub.wamp_server, "wamp_server")
+    http_path = _path(hub.wamp_http, "wamp_http")
     if ws_path == http_path or "info" in (ws_path, http_path):
         raise SiteConfigError(f"hub: the websocket path {ws_path!r} and the HTTP path "
                               f"{http_path!r} must differ from each other and from 'info'")

@@ -78,8 +78,18 @@ def add_arguments(parser: argparse.ArgumentParser | None = None) -> argparse.Arg
 
 
 def site_file_path(value: str | os.PathLike | None) -> Path:
-    """The site file to use: ``value``, else ``$OCS_SITE_FILE``, else ``./site-config.yaml``."""
-    return Path(value or os.environ.get("OCS_SITE_FILE") or DEFAULT_SITE_FILE)
+    """The site file to use: ``value``, else ``$OCS_SITE_FILE``, else ``./site-config.yaml``.
+
+    For ocs users: when none of these is given or exists and ``$OCS_CONFIG_DIR`` is set, its
+    ``default.yaml`` (ocs's default site) is used.
+    """
+    chosen = value or os.environ.get("OCS_SITE_FILE")
+    if chosen:
+        return Path(chosen)
+    config_dir = os.environ.get("OCS_CONFIG_DIR")
+    if config_dir and not Path(DEFAULT_SITE_FILE).exists():
+        return Path(config_dir) / "default.yaml"
+    return Path(DEFAULT_SITE_FILE)
 
 
 def agent_address(args: argparse.Namespace) -> str:
@@ -210,7 +220,8 @@ def parse_args(agent_class: str | None, parser: argparse.ArgumentParser | None =
         The namespace parsed from the merged arguments, with ``site_file`` (absolute),
         ``site_host``, ``site_hub``, ``site_http``, ``site_realm``, ``address_root``,
         ``access_policy``, ``instance_id``, ``log_dir``, ``working_dir`` and
-        ``crossbar_timeout`` filled in from the site file when not given.
+        ``crossbar_timeout`` filled in from the site file when not given, and
+        ``agent_class`` (the argument, as in ocs) unless the parser defines it.
 
     Raises:
         SiteConfigError: bad site file, no matching host or instance.
@@ -220,6 +231,8 @@ def parse_args(agent_class: str | None, parser: argparse.ArgumentParser | None =
     if not _has_site_options(parser):
         add_arguments(parser)
     argv = list(sys.argv[1:] if args is None else args)
+    if "-h" in argv or "--help" in argv:  # help needs no site file
+        parser.parse_args(argv)
     argv = _env_tokens(argv) + argv
     pre = _preparse(argv)
     if pre is None:
@@ -240,6 +253,8 @@ def parse_args(agent_class: str | None, parser: argparse.ArgumentParser | None =
         argv = merge_arguments(inst.arguments, argv)
     ns = parser.parse_args(argv)
     _fill(ns, cfg, host)
+    if not hasattr(ns, "agent_class"):
+        ns.agent_class = agent_class
     return ns
 
 
