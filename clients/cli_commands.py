@@ -152,7 +152,7 @@ def _follow(op, reply) -> int:
         session = reply.session or {}
         messages = session.get("messages", [])
         for stamp, text in messages[shown:]:
-            print(f"{time.strftime('%H:%M:%S', time.localtime(stamp))} {text}")
+            print(f"{time.strftime('%H:%M:%S', time.localtime(stamp))} {text}", flush=True)
         shown = len(messages)
         if session.get("status") == "done":
             if session.get("data"):
