@@ -136,16 +136,16 @@ def cmd_call(args: argparse.Namespace) -> int:
         op = _op(client, args.op)
         reply = op.start(**params)
         if reply.status != ResponseCode.OK:
-            return _fail(ValueError(reply.msg))
+            return _fail(ValueError(f"start {args.instance_id} {args.op}: {reply.msg}"))
         if not hasattr(op, "abort") or args.no_wait:  # a Process, or asked not to wait
             print(repr(reply))
             return 0
-        return _follow(op, reply)
+        return _follow(op, reply, f"{args.instance_id} {args.op}")
     except (ControlClientError, UsageError) as exc:
         return _fail(exc)
 
 
-def _follow(op, reply) -> int:
+def _follow(op, reply, what: str) -> int:
     """Print a running Task's messages as they arrive; exit status 0 when it succeeds."""
     shown = 0
     while True:
@@ -157,8 +157,16 @@ def _follow(op, reply) -> int:
         if session.get("status") == "done":
             if session.get("data"):
                 print(json.dumps(session["data"], indent=2, sort_keys=True))
-            return 0 if session.get("success") else 1
+            if session.get("success"):
+                return 0
+            return _fail(ValueError(f"{what} failed: {_last_words(session)}"))
         reply = op.wait(timeout=0.5)
+
+
+def _last_words(session: dict) -> str:
+    """The op's own final message (the one before 'Status is now "done".')."""
+    texts = [m[1] for m in session.get("messages", [])]
+    return texts[-2] if len(texts) >= 2 else "no message"
 
 
 def cmd_stop_abort(args: argparse.Namespace) -> int:
@@ -173,8 +181,10 @@ def cmd_stop_abort(args: argparse.Namespace) -> int:
         reply = method()
     except (ControlClientError, UsageError) as exc:
         return _fail(exc)
+    if reply.status != ResponseCode.OK:
+        return _fail(ValueError(f"{args.action} {args.instance_id} {args.op}: {reply.msg}"))
     print(repr(reply))
-    return 0 if reply.status == ResponseCode.OK else 1
+    return 0
 
 
 # -- WebSocket commands ------------------------------------------------------------------------
