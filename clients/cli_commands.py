@@ -247,6 +247,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
         def on_beat(event, *rest, **kw):
             try:
                 codes, info = event
+                if not isinstance(codes, dict):  # very old agents publish 0 (no op codes)
+                    codes = {"old_agent_no_opcodes": int(OpCode.EXPIRED)}
                 beats[info["agent_address"]] = (time.time(), codes)
             except (TypeError, ValueError, KeyError):
                 pass
