@@ -46,9 +46,9 @@ def ocs_faker(router):
         _wait_callable(router, OCS_FAKER, proc)
         yield proc
     finally:
-        proc.terminate()
+        proc.terminate()  # ocs's agent then sleeps 3 s before leaving; don't wait for that
         try:
-            proc.wait(10)
+            proc.wait(1)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

@@ -255,3 +255,16 @@ def test_agent_drives_another_agent_with_client_t(router, agents):
             "no_such_procedure" in failed.session["messages"][-2][1]
     finally:
         c.close()
+
+
+def test_password_is_sent_to_access_controlled_agents(router, agents):
+    c = OCSClient(FAKER, privs="secret", args=_site(router))
+    sent = []
+    original = c._client.call
+    c._client.call = lambda procedure, *a, **kw: sent.append(kw) or original(procedure, *a, **kw)
+    try:
+        assert "access_control" in c.api
+        assert c.count.status().status == OK
+        assert sent[-1].get("password") == "secret"
+    finally:
+        c.close()
