@@ -230,7 +230,7 @@ def parse_request_line(line: bytes) -> RequestEvent:
     if isinstance(text, FramingError):
         return text
     if not text.strip():
-        return FramingError("empty request line; expected CMD[\\tARG...]")
+        return FramingError("empty request line; expected a command name, then tab-separated arguments")
     command, *args = text.split("\t")
     command = command.strip()
     if not command:
