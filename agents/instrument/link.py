@@ -101,9 +101,7 @@ class _LinkProtocol(Protocol):
         for entry in pending:
             if entry.timer is not None and entry.timer.active():
                 entry.timer.cancel()
-            entry.deferred.errback(LinkDown(f"{entry.command}: connection to {self.link.label} lost "
-                                            "before the reply"))
-        self.link._link_down(self, reason)
+        self.link._link_down(self, reason, pending)
 
 
 class _LinkFactory(Factory):
@@ -146,6 +144,7 @@ class InstrumentLink:
         self._down: list[Callable[[str], Any]] = []
         self._waiters: list[defer.Deferred[None]] = []
         self._was_up = False
+        self._notices: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         endpoint = HostnameEndpoint(reactor, host, self.port, timeout=max(1, int(round(timeout))))
         policy = backoffPolicy(initialDelay=min_backoff, maxDelay=max_backoff, factor=2.0,
                                jitter=lambda: random.uniform(0, min_backoff))
@@ -217,24 +216,46 @@ class InstrumentLink:
         return self.call_reply(command, *args, timeout=timeout).addCallback(check)
 
     # ---- protocol callbacks ----
+    # Listeners, waiters and failed calls are notified on a later reactor turn, in order, so that
+    # user code (which may stop or restart the link) never runs inside ClientService's transitions.
     def _link_up(self, protocol: _LinkProtocol) -> None:
         self._protocol = protocol
         self.log.info("{link}: link {what}", link=self.label, what="restored" if self._was_up else "up")
         self._was_up = True
-        waiters, self._waiters = self._waiters, []
-        for d in waiters:
-            d.callback(None)
+        self._notify(self._announce_up)
+
+    def _announce_up(self) -> None:
         for hook in list(self._up):
             self._safely(hook)
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            if not d.called:
+                d.callback(None)
 
-    def _link_down(self, protocol: _LinkProtocol, reason: Failure | None) -> None:
-        if self._protocol is not protocol:
-            return
-        self._protocol = None
+    def _link_down(self, protocol: _LinkProtocol, reason: Failure | None, pending: deque[_Pending]) -> None:
         why = reason.getErrorMessage() if reason is not None else "closed"
-        self.log.info("{link}: link down ({why})", link=self.label, why=why)
-        for hook in list(self._down):
-            self._safely(hook, why)
+        if self._protocol is protocol:
+            self._protocol = None
+            self.log.info("{link}: link down ({why})", link=self.label, why=why)
+            for hook in list(self._down):
+                self._notify(self._safely, hook, why)
+        for entry in pending:
+            self._notify(entry.deferred.errback,
+                         LinkDown(f"{entry.command}: connection to {self.label} lost before the reply"))
+
+    def _notify(self, func: Callable[..., Any], *args: Any) -> None:
+        self._notices.append((func, args))
+        if len(self._notices) == 1:
+            self.reactor.callLater(0, self._drain)
+
+    def _drain(self) -> None:
+        while self._notices:
+            func, args = self._notices[0]
+            try:
+                func(*args)
+            except Exception:
+                self.log.failure("{link}: notifying {func!r} failed", link=self.label, func=func)
+            self._notices.popleft()
 
     def _safely(self, hook: Callable[..., Any], *args: Any) -> None:
         try:
