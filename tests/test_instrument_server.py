@@ -143,6 +143,26 @@ def test_lost_connection_drops_its_queue():
     assert tr.value() == b""
 
 
+def test_pipelined_flood_pauses_reading_until_the_queue_drains():
+    clock = MemoryReactorClock()
+    server = Toy(clock)
+    server.max_pending = 4
+    proto, tr = connect_fake(server)
+    proto.dataReceived(b"".join(b"later\t%d\n" % i for i in range(10)))
+    assert tr.producerState == "paused"
+    for i in range(10):
+        d, value = server.waiting[i]
+        d.callback(value)
+    assert tr.producerState == "producing"
+    assert lines(tr) == [f"1\t{i}" for i in range(10)]
+
+
+def test_many_instant_commands_in_one_chunk_do_not_recurse():
+    proto, tr = connect_fake(Toy(MemoryReactorClock()))
+    proto.dataReceived(b"ping\n" * 5000)
+    assert lines(tr) == ["1\t"] * 5000
+
+
 # ---------- real sockets on loopback, server in this process ----------
 
 class Device(InstrumentServer):
@@ -310,14 +330,15 @@ def test_resonance_validation():
 
 # ---------- the server as a process ----------
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 @pytest_twisted.inlineCallbacks
-def test_process_prints_ready_line_and_exits_promptly_on_sigterm():
+def test_process_prints_ready_line_and_exits_promptly_on_signal(sig):
     proc = ServerProcess(reactor, ["--port", "0", "--seed", "3"])
     port = yield proc.start()
     try:
         got = yield threads.deferToThread(raw_exchange, port, b"ping\nmeasure\t2.5\n", 2)
         assert got[0] == "1\t" and got[1].startswith("1\t")
-        proc.signal(signal.SIGTERM)
+        proc.signal(sig)
         code = yield proc.wait(timeout=5)
         assert code == 0
     finally:
