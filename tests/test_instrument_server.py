@@ -76,6 +76,15 @@ def test_fragmented_requests_and_builtins():
     assert {"ping", "connect_hardware", "disconnect_hardware", "shutdown", "command_list", "echo"} <= set(names)
 
 
+def test_help_shows_usage():
+    proto, tr = connect_fake(Toy(MemoryReactorClock()))
+    proto.dataReceived(b"help\tadd\nhelp\tnosuch\nhelp\n")
+    out = lines(tr)
+    assert out[0] == "1\tadd <a:float> [b:float]"
+    assert out[1] == "0\thelp: unknown command 'nosuch'"
+    assert "ping: Reply 1 with no data: the server is alive." in out[2].split("\t")
+
+
 def test_errors_are_clear_replies():
     proto, tr = connect_fake(Toy(MemoryReactorClock()))
     proto.dataReceived(b"nosuch\t1\nadd\tx\nadd\nbad\nboom\n\nping\n")

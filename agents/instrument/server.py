@@ -54,7 +54,7 @@ class InstrumentServer:
         name: name used in log lines (default: the class name).
 
     Subclasses add commands with ``@command`` or :meth:`add_command`. Built-in commands:
-    ``ping``, ``connect_hardware``, ``disconnect_hardware``, ``shutdown``, ``command_list``.
+    ``ping``, ``connect_hardware``, ``disconnect_hardware``, ``shutdown``, ``command_list``, ``help``.
     """
 
     default_timeout: float = 10.0
@@ -290,6 +290,15 @@ class InstrumentServer:
     def _cmd_command_list(self) -> list[str]:
         """The command names, one per field."""
         return sorted(self._commands)
+
+    @command("help", hardware=False)
+    def _cmd_help(self, name: str = "") -> list[str]:
+        """Usage and description of one command, or of all (one per field)."""
+        if name and name not in self._commands:
+            raise CommandError(f"unknown command {name!r}")
+        names = [name] if name else sorted(self._commands)
+        specs = [self._commands[n] for n in names]
+        return [f"{spec.usage()}: {spec.help}" if spec.help else spec.usage() for spec in specs]
 
 
 class _LineProtocol(Protocol):
