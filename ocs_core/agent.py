@@ -350,7 +350,10 @@ class OCSAgent:
     def _send(self, feed: Feed, event: list) -> None:
         seq = event[1]["seq"]
         feed.inflight[seq] = event
-        d = self._session.publish(feed.address, event, options=PublishOptions(acknowledge=True))
+        try:
+            d = self._session.publish(feed.address, event, options=PublishOptions(acknowledge=True))
+        except Exception:  # the transport is going away: requeued when the disconnect arrives
+            return
         d.addCallback(lambda _: feed.inflight.pop(seq, None))
         d.addErrback(lambda f: None)  # stays in flight; requeued when the connection drops
 
@@ -371,9 +374,13 @@ class OCSAgent:
             log.info("replayed {n} queued feed events", n=total)
 
     def _send_heartbeat(self) -> None:
-        if self.heartbeat_enabled and self.session is not None:
-            self.session.publish(self._heartbeat.address,
-                                 self._heartbeat.make_event(self.operations.op_codes()))
+        session = self.session
+        if self.heartbeat_enabled and session is not None:
+            try:
+                session.publish(self._heartbeat.address,
+                                self._heartbeat.make_event(self.operations.op_codes()))
+            except Exception as exc:  # the transport is going away; the next join beats again
+                log.debug("heartbeat not sent: {exc}", exc=exc)
 
     def _log_session_message(self, session: OpSession, text: str) -> None:
         log.info("{op}:{sid} {text}", op=session.op_name, sid=session.session_id, text=text)
