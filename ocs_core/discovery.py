@@ -9,8 +9,8 @@ A package adds agents by declaring entry points, e.g. in its ``setup.cfg``::
 Each ``main(args: list[str])`` parses its own command line (see :mod:`ocs_core.site_args`).
 Two more sources, for a source checkout and for tests: the environment variable
 ``OCS_CORE_AGENTS`` (``Class=module:function`` items separated by commas; it wins over
-installed entry points), and, when ocs-core itself is not installed, the entry points listed
-in the checkout's own ``setup.cfg``.
+installed entry points), and the entry points listed in the ``setup.cfg`` next to the
+``ocs_core`` package in use (a source checkout; installed entry points win over it).
 """
 from __future__ import annotations
 
@@ -43,11 +43,8 @@ def _parse_pairs(text: str, sep: str) -> dict[str, str]:
 
 
 def _from_checkout() -> dict[str, str]:
-    try:
-        importlib.metadata.distribution("ocs-core")
-        return {}  # installed: its entry points are already visible
-    except importlib.metadata.PackageNotFoundError:
-        pass
+    # Read even when ocs-core is installed: an editable install's entry points are fixed at
+    # install time, so agents added to the checkout since then are only listed here.
     if not _SETUP_CFG.is_file():
         return {}
     parser = configparser.ConfigParser()

@@ -176,3 +176,76 @@ def _tick() -> defer.Deferred:
     d: defer.Deferred = defer.Deferred()
     reactor.callLater(0.02, d.callback, None)
     return d
+
+
+# -- WampTransport against a fake endpoint (no network) ------------------------------------
+class FakeEndpoint:
+    def __init__(self, address="observatory.me"):
+        self.address = address
+        self.published: list = []
+        self.handlers: list = []
+        self.connected = True
+
+    def publish(self, payload):
+        self.published.append(payload)
+        return defer.succeed(None)
+
+    def subscribe(self, handler, topic, match):
+        self.handlers.append((handler, topic, match))
+
+    def unsubscribe_all(self):
+        self.handlers.clear()
+
+    @property
+    def is_connected(self):
+        return self.connected
+
+
+def _fake_rig():
+    from agents.rig.communicator import Communicator
+    from agents.rig.wamp import WampTransport
+
+    endpoint = FakeEndpoint()
+    transport = WampTransport(endpoint, rig_topics("observatory", ["other", "*"]))
+    rig = Communicator(transport, name="me")
+    transport.listen()
+    return endpoint, transport, rig
+
+
+def test_transport_filters_and_rejects(caplog):
+    endpoint, transport, rig = _fake_rig()
+    assert [(t, m) for _, t, m in endpoint.handlers] == [
+        ("observatory.other.feeds.rig_events", "exact"), ("observatory..feeds.rig_events", "wildcard")]
+    handler = endpoint.handlers[0][0]
+    heard: list = []
+    rig.assign_callback(ExpMessage.any(), heard.append)
+
+    def event(msg, publisher, **kw):
+        return [encode_payload(msg, publisher, **kw), {"agent_address": publisher}]
+
+    handler(event(make_message("EXPINIT", None), "observatory.me"))  # our own: dropped
+    handler(event(make_message("EXPINIT", 1), "observatory.other"))
+    assert [m.data for m in heard] == [1]
+    # error reports: only those for us are delivered (logged as one error line)
+    caplog.set_level("ERROR", logger="agents.rig")
+    handler(event(RemoteError("E: x", 1), "observatory.other", to="observatory.third"))
+    handler(event(RemoteError("E: y", 1), "observatory.other", to="observatory.me"))
+    errors = [r.getMessage() for r in caplog.records]
+    assert len(errors) == 1 and "E: y" in errors[0]
+    # a bad event is logged, nothing delivered, the rig keeps working
+    handler([{"value": 2, "args": ["bad", None]}, {"agent_address": "observatory.other"}])
+    assert "rejected rig event from observatory.other" in caplog.records[-1].getMessage()
+    handler(event(make_message("EXPEND", None), "observatory.other"))
+    assert [m.event for m in heard] == [ExpMessage.EXPINIT, ExpMessage.EXPEND]
+
+    # sending: payload names us; too large or non-JSON data raises before publishing
+    rig.start("2026-11-23_1_mouse")
+    assert endpoint.published[-1]["rig"] == "observatory.me" and endpoint.published[-1]["value"] == 2
+    with pytest.raises(MessageError, match="exceeds"):
+        rig.init("x" * 70_000)
+    with pytest.raises(MessageError, match="JSON"):
+        rig.init({1, 2})
+    assert len(endpoint.published) == 1
+    rig.close()
+    handler(event(make_message("EXPEND", None), "observatory.other"))
+    assert len(heard) == 2 and endpoint.handlers == []
