@@ -249,3 +249,27 @@ def test_transport_filters_and_rejects(caplog):
     rig.close()
     handler(event(make_message("EXPEND", None), "observatory.other"))
     assert len(heard) == 2 and endpoint.handlers == []
+
+
+def test_agent_endpoint_without_router():
+    """An agent that is not connected refuses at once (nothing queued); recorded feeds are refused."""
+    from twisted.internet.testing import MemoryReactorClock
+
+    from agents.rig.wamp import agent_communicator
+    from ocs_core.agent import AgentConfig, OCSAgent
+    from ocs_core.feeds import FeedError
+
+    agent = OCSAgent(AgentConfig("rig-x"), reactor=MemoryReactorClock())
+    rig = agent_communicator(agent, listen=["rig-y", "*"])
+    assert "rig_events" in agent.feeds and not agent.feeds["rig_events"].record
+    assert [(topic, opts) for _, topic, opts in agent._subscriptions] == [
+        ("observatory.rig-y.feeds.rig_events", None), ("observatory..feeds.rig_events", {"match": "wildcard"})]
+    assert not rig.is_connected
+    failures: list = []
+    rig.init().addErrback(failures.append)
+    assert failures and failures[0].check(ConnectionError)
+    assert "rig-x is not connected" in str(failures[0].value)
+    assert not agent.feeds["rig_events"].outbox  # not queued
+    agent.register_feed("recorded", record=True)
+    with pytest.raises(FeedError, match="recorded"):
+        agent.publish_to_feed_acked("recorded", {})

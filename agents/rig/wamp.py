@@ -161,7 +161,8 @@ class WampTransport:
             d = self.endpoint.subscribe(self._on_event, topic, match)
             if d is not None:
                 pending.append(d)
-        return defer.gatherResults(pending, consumeErrors=True).addCallback(lambda _: None)
+        d = defer.gatherResults(pending, consumeErrors=True)
+        return d.addCallbacks(lambda _: None, lambda f: f.value.subFailure if f.check(defer.FirstError) else f)
 
     @property
     def is_connected(self) -> bool:
