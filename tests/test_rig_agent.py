@@ -8,7 +8,7 @@ import pytest_twisted
 from twisted.internet import defer, reactor, threads
 
 from agents.rig.agent import RigAgent, make_parser
-from agents.rig.events import ExpMessage, ExpStatus
+from agents.rig.events import ExpStatus
 from agents.rig.feed_format import FEED_NAME, REMOTE_FEED_NAME
 from agents.rig.messages import make_message
 from agents.rig.state import RigState
