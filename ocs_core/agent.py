@@ -28,7 +28,7 @@ from twisted.internet.endpoints import clientFromString
 from twisted.logger import Logger
 from twisted.python import threadable
 
-from ocs_core.feeds import Feed
+from ocs_core.feeds import Feed, FeedError
 from ocs_core.logs import start_logging
 from ocs_core.operations import OpFunc, Operation, Operations
 from ocs_core.session import OpSession
@@ -150,6 +150,27 @@ class OCSAgent:
         """
         feed = self.feeds[name]
         self._emit_from_any_thread(feed, feed.payloads(message))
+
+    def publish_to_feed_acked(self, name: str, message: Any) -> defer.Deferred:
+        """Publish ``message`` on the unrecorded feed ``name``; fire when the router acknowledged it.
+
+        Call from the reactor thread. Unlike :meth:`publish_to_feed` nothing is queued: while
+        the router is away the Deferred fails at once with ConnectionError (nothing is sent),
+        and a publish the router refuses fails it with the router's error.
+
+        Raises:
+            KeyError: no such feed. FeedError: ``name`` is a recorded feed.
+        """
+        feed = self.feeds[name]
+        if feed.record:
+            raise FeedError(f"feed {name!r} is recorded (buffered); use publish_to_feed")
+        session = self.session
+        if not self._feeds_live or session is None:
+            return defer.fail(ConnectionError(f"{self.agent_address} is not connected to the "
+                                              f"router; not published on {feed.address}"))
+        d = session.publish(feed.address, feed.make_event(message),
+                            options=PublishOptions(acknowledge=True))
+        return d.addCallback(lambda _: None)
 
     def flush_feed(self, name: str) -> None:
         """Publish what a buffered recorded feed holds now."""
