@@ -170,3 +170,36 @@ async def test_acq_publishes_then_survives_a_server_restart(router, site, client
         await feed.stop()
     final = await _status(client)
     assert final["status"] == "done" and final["success"] is True
+
+
+def test_agent_started_before_its_server_waits_degraded_then_recovers(router, start_agent):
+    port = free_port()
+    start_agent("ia-early", "InstrumentAgent", ["--port", port, "--mode", "acq", "--poll-interval", "0.1",
+                                                 "--max-backoff", "0.3", "--commands", "ping,measure"])
+    client = OCSClient("ia-early", site_file=str(router.site_file))
+    try:
+        assert sorted(t[0] for t in client.api["tasks"]) == ["command", "measure", "ping"]
+        deadline = time.monotonic() + 10
+        while (session := client.acq.status().session).get("status") != "running":
+            assert time.monotonic() < deadline, session
+            time.sleep(0.05)
+        assert session["degraded"] is True
+        assert session["messages"][-1][1] == f"link to 127.0.0.1:{port} is down: not connected yet"
+        reply = client.ping()
+        assert reply.session["success"] is False and "is not reachable" in last_message(reply)
+
+        router.add_instance("SimulatedInstrument", "ia-early-sim", ["--port", port, "--seed", "2"])
+        server = router.agent("ia-early-sim")
+        try:
+            wait_listening(port, server)
+            deadline = time.monotonic() + 10
+            while (session := client.acq.status().session)["degraded"] or not session["data"]:
+                assert time.monotonic() < deadline, session
+                time.sleep(0.05)
+            assert session["messages"][-1][1] == "link restored"
+            assert isinstance(session["data"]["value"], float)
+            assert client.ping().session["success"] is True
+        finally:
+            server.terminate()
+    finally:
+        client.close()

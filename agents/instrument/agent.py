@@ -67,6 +67,8 @@ class InstrumentAgent:
         self.server_commands: list[str] | None = None  #: from ``command_list``, refreshed on each link-up
         self.server_help: dict[str, tuple[str, str]] = {}
         self.down_reason = "not connected yet"
+        self._was_up = False
+        self._closing = False
         self._acq: OpSession | None = None
         self._acq_problem: dict[str, str] = {}  # cause ("link", "poll") -> message
         self._acq_tick: defer.Deferred | None = None
@@ -204,19 +206,27 @@ class InstrumentAgent:
 
     # -- link events ------------------------------------------------------------------------
     def _link_down(self, reason: str) -> None:
-        self.down_reason = reason
+        self.down_reason = reason = reason.rstrip(".") or "closed"
+        if self._closing:
+            log.info("link to {link} closed", link=self.link.label)
+            return
         log.info("link to {link} lost: {why}; reconnecting in the background", link=self.link.label, why=reason)
         self._set_problem("link", f"link to {self.link.label} lost: {reason}")
 
     def _link_up(self) -> None:
-        log.info("link to {link} {what}", link=self.link.label,
-                 what="up" if self.server_commands is None else "restored")
+        log.info("link to {link} {what}", link=self.link.label, what="restored" if self._was_up else "up")
+        self._was_up = True
         self.down_reason = "reconnecting"
         self._clear_problem("link", "link restored")
         self._wake_acq()
         defer.ensureDeferred(self.refresh()).addErrback(
             lambda f: log.warn("{link}: reading the server's command list failed: {why}",
                                link=self.link.label, why=f.getErrorMessage()))
+
+    def close(self) -> defer.Deferred:
+        """Close the link for good (at shutdown): no reconnecting, no degraded messages."""
+        self._closing = True
+        return self.link.stop()
 
     async def refresh(self) -> None:
         """Ask the server ``command_list`` and ``help``; update the Tasks' docstrings, warn of gaps."""
@@ -287,7 +297,7 @@ def main(args: list[str] | None = None) -> None:
     instrument = InstrumentAgent(agent, link, signatures, parsed.poll_command, parsed.poll_interval)
     instrument.register(acq_at_startup=parsed.mode == "acq")
     agent.reactor.callWhenRunning(link.start)
-    agent.reactor.addSystemEventTrigger("before", "shutdown", link.stop)
+    agent.reactor.addSystemEventTrigger("before", "shutdown", instrument.close)
     agent.run()
 
 
