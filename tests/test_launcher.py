@@ -1,0 +1,144 @@
+"""Integration tests of ``ocs-core up`` / ``down`` / ``status``: a real router and real agents.
+
+Each test starts its own router (the launcher's job), so there are only two of them.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ocs_core.process_group import group_alive
+from ocs_core.testing import free_port, http_call, project_env, write_site_config
+
+FAKE = [{"agent-class": "FakeDataAgent", "instance-id": "fa"},
+        {"agent-class": "FakeDataAgent", "instance-id": "fb"},
+        {"agent-class": "FakeDataAgent", "instance-id": "off", "manage": "ignore"}]
+
+
+@pytest.fixture
+def site(tmp_path):
+    port = free_port()
+    path = write_site_config(tmp_path, port, FAKE, log_dir="logs")
+    yield tmp_path, f"http://127.0.0.1:{port}/call"
+    # never leave anything behind, whatever happened in the test
+    cli(tmp_path, "down", "--timeout", "10")
+
+
+def cli(cwd, *argv, timeout=90):
+    return subprocess.run([sys.executable, "-m", "ocs_core.cli", *argv], cwd=cwd, env=project_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def state(cwd):
+    return json.loads((cwd / "run" / "site-state.json").read_text())
+
+
+def callable_(http, instance):
+    reply = http_call(http, f"observatory.{instance}", "get_agent_class", timeout=3)
+    return reply == {"args": ["FakeDataAgent"]}
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def all_pids(doc):
+    groups = {doc["router"]["pgid"]} | {a["pgid"] for a in doc["agents"].values() if a["pgid"]}
+    pids = {doc["supervisor"]["pid"], doc["router"]["pid"]} | {a["pid"] for a in doc["agents"].values() if a["pid"]}
+    return pids, groups
+
+
+def assert_gone(pids, groups):
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                assert f.read().split(") ")[1][0] in "ZX", f"pid {pid} still alive"
+        except FileNotFoundError:
+            pass
+    for pgid in groups:
+        assert not group_alive(pgid), f"process group {pgid} still has members"
+
+
+def test_up_restart_status_down(site):
+    cwd, http = site
+    up = cli(cwd, "up", "--backoff", "0.2", "2", "60")
+    assert up.returncode == 0, up.stderr + up.stdout
+    assert "site up:" in up.stdout and "fa (pid" in up.stdout and "off" not in up.stdout
+    assert callable_(http, "fa") and callable_(http, "fb")
+    first = state(cwd)
+    pids, groups = all_pids(first)
+    assert set(first["agents"]) == {"fa", "fb"}
+
+    again = cli(cwd, "up")
+    assert again.returncode == 1 and "already up" in again.stderr
+
+    old = first["agents"]["fa"]["pid"]
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: state(cwd)["agents"]["fa"]["restarts"] == 1
+             and state(cwd)["agents"]["fa"]["state"] == "running", 20, "fa restarted")
+    new = state(cwd)["agents"]["fa"]["pid"]
+    assert new != old and callable_(http, "fa")
+    pids.add(new)
+    groups.add(new)
+    log = (cwd / "logs" / "supervisor.log").read_text()
+    assert "fa: exited with code -9 (SIGKILL)" in log and "fa: restarting in 0.2 s" in log
+    assert (cwd / "logs" / "fa.out").exists() and (cwd / "logs" / "observatory.fa.log").exists()
+
+    status = cli(cwd, "status", "--listen-time", "1.5")
+    assert status.returncode == 0, status.stderr + status.stdout
+    lines = {line.split()[0]: line.split() for line in status.stdout.splitlines() if line.strip()}
+    assert lines["router"][1] == "up" and lines["supervisor"][1] == "up"
+    assert lines["fa"][2:6] == ["yes", "running", str(new), "1"]
+    assert lines["fb"][2] == "yes" and lines["fb"][5] == "0"
+    assert lines["off"][2:4] == ["no", "-"]
+
+    down = cli(cwd, "down")
+    assert down.returncode == 0, down.stderr
+    assert "supervisor" in down.stdout and "stopped" in down.stdout and "left over" not in down.stdout
+    assert_gone(pids, groups)
+    assert not (cwd / "run" / "supervisor.pid").exists()
+    assert cli(cwd, "down").stdout.startswith("site down: nothing was running")
+    after = cli(cwd, "status", "--listen-time", "0.2")
+    assert after.returncode == 1 and "router      down" in after.stdout
+
+
+def test_foreground_up_stops_on_ctrl_c(site):
+    cwd, http = site
+    proc = subprocess.Popen([sys.executable, "-m", "ocs_core.cli", "up", "--foreground", "fa"], cwd=cwd,
+                            env=project_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        wait_for(lambda: proc.poll() is not None or (
+            (cwd / "run" / "site-state.json").exists()
+            and state(cwd)["agents"]["fa"]["state"] == "running"), 60, "fa running")
+        assert proc.poll() is None
+        assert callable_(http, "fa")
+        pids, groups = all_pids(state(cwd))
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert "SIGINT received, stopping" in out and "fa: stopped" in out and "everything stopped" in out
+    assert "Traceback" not in out
+    assert_gone(pids, groups)
+    assert not (cwd / "run" / "supervisor.pid").exists()
+
+
+def test_user_errors_need_no_router(site):
+    cwd, _ = site
+    bad = cli(cwd, "up", "nope")
+    assert bad.returncode == 1
+    assert bad.stderr.strip().startswith("ocs-core: error:") and "unknown instance-id 'nope'" in bad.stderr
+    assert "known: fa, fb, off" in bad.stderr
+    bad = cli(cwd, "up", "--backoff", "5", "1", "60")
+    assert bad.returncode == 1 and "--backoff" in bad.stderr
