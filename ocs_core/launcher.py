@@ -6,8 +6,10 @@ loop (no reactor). Each agent runs as ``python -m ocs_core.cli agent ID --site-f
 to ``<log-dir>/<instance-id>.out``; the router runs through :class:`ocs_core.router.Router`
 from ``<run-dir>/router``. The supervisor writes ``<run-dir>/supervisor.pid`` and keeps
 ``<run-dir>/site-state.json`` up to date (pids, states, restart counts) for ``ocs-core
-status`` and ``ocs-core down``. SIGTERM or SIGINT stops everything: agents first (SIGTERM
-to each group, SIGKILL after ``stop_timeout``), then the router.
+status`` and ``ocs-core down``. SIGTERM, SIGINT or SIGHUP stops everything: agents first
+(SIGTERM to each group, SIGKILL after ``stop_timeout``), then the router. Should the
+supervisor itself be killed, its agents get SIGTERM from the kernel (Linux parent-death
+signal) and ``ocs-core down`` cleans up the router and any leftover from the state files.
 
 Blocking code; one supervisor per run directory.
 """
@@ -150,6 +152,21 @@ def agent_registered(hub: HubConfig, address: str, timeout: float = 1.0) -> bool
     return isinstance(answer, dict) and "error" not in answer
 
 
+def _parent_death_hook() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the kernel SIGTERM the child when the supervisor dies
+    (Linux ``PR_SET_PDEATHSIG``), or None where that is unavailable. libc is loaded here, in
+    the parent: the hook itself only makes one system call between fork and exec."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    term = int(signal.SIGTERM)
+    return lambda: prctl(1, term, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+
+
 class _Stop(BaseException):
     """Raised by the signal handler to interrupt a blocking router start."""
 
@@ -180,6 +197,7 @@ class Supervisor:
         self._procs: dict[str, subprocess.Popen] = {}
         self._probed: dict[str, float] = {}
         self._proc_start: dict[str, str | None] = {}
+        self._preexec = _parent_death_hook()
         self._stopping = False
         self._blocking = False
         self._started = time.time()
@@ -225,7 +243,8 @@ class Supervisor:
         """Supervise until asked to stop; return the exit status (0 after a clean stop)."""
         self.plan.run_dir.mkdir(parents=True, exist_ok=True)
         self.plan.log_dir.mkdir(parents=True, exist_ok=True)
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        previous = {sig: signal.signal(sig, self._on_signal)
+                    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
         _write_json(self.plan.pid_path, {"pid": os.getpid(), "pgid": os.getpgrp(), "proc_start": start_time(os.getpid()),
                                          "site_file": str(self.plan.site_file), "started": self._started})
         self.log(f"supervisor: pid {os.getpid()}, site {self.plan.site_file}, host {self.plan.site_host}, "
@@ -242,8 +261,8 @@ class Supervisor:
         except _Stop:
             pass
         finally:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second signal must not interrupt
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the cleanup
+            for sig in previous:  # a second signal must not interrupt the cleanup
+                signal.signal(sig, signal.SIG_IGN)
             try:
                 self.shutdown()
             finally:
@@ -315,7 +334,8 @@ class Supervisor:
         try:
             with open(self.plan.log_dir / f"{name}.out", "ab") as log, open(os.devnull, "rb") as null:
                 proc = subprocess.Popen(self.agent_command(name), stdin=null, stdout=log, stderr=log,
-                                        env=env, start_new_session=True, close_fds=True)
+                                        env=env, start_new_session=True, close_fds=True,
+                                        preexec_fn=self._preexec)
         except OSError as exc:
             self._emit(child.spawn_failed(self._clock(), str(exc)))
             return

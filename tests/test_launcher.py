@@ -142,3 +142,45 @@ def test_user_errors_need_no_router(site):
     assert "known: fa, fb, off" in bad.stderr
     bad = cli(cwd, "up", "--backoff", "5", "1", "60")
     assert bad.returncode == 1 and "--backoff" in bad.stderr
+
+
+def test_killed_supervisor_takes_its_agents_along(site):
+    """No router needed: agents keep trying to reach it; SIGKILL the supervisor, they go too."""
+    cwd, _ = site
+    proc = subprocess.Popen([sys.executable, "-m", "ocs_core.cli", "up", "--foreground", "--no-router"],
+                            cwd=cwd, env=project_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(lambda: (cwd / "run" / "site-state.json").exists()
+                 and all(a["pid"] for a in state(cwd)["agents"].values()), 20, "agents spawned")
+        doc = state(cwd)
+        assert doc["router"] is None and set(doc["agents"]) == {"fa", "fb"}
+        agents = {a["pid"] for a in doc["agents"].values()}
+        proc.kill()
+        proc.wait(10)
+        wait_for(lambda: not any(group_alive(pid) for pid in agents), 10, "agents gone")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    down = cli(cwd, "down")
+    assert down.returncode == 0 and "nothing was running" in down.stdout
+    assert not (cwd / "run" / "supervisor.pid").exists()
+
+
+def test_leftover_groups_trusts_only_recorded_processes(tmp_path):
+    from ocs_core.cli_launcher import _leftover_groups
+    from ocs_core.process_group import start_time
+
+    sleeper = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        pid = sleeper.pid
+        doc = {"router": None, "agents": {"a": {"pgid": pid, "proc_start": start_time(pid)},
+                                          "b": {"pgid": None}}}
+        assert _leftover_groups(doc, trusted=False) == [("a", pid)]
+        doc["agents"]["a"]["proc_start"] = "1"  # another process that once had this pid
+        assert _leftover_groups(doc, trusted=False) == []
+        assert _leftover_groups(doc, trusted=True) == [("a", pid)]
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert _leftover_groups(doc, trusted=True) == []
