@@ -117,6 +117,16 @@ def _up_background(args: argparse.Namespace, plan: SitePlan) -> int:
     with open(log_path, "ab") as log, open(os.devnull, "rb") as null:
         proc = subprocess.Popen(cmd, stdin=null, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True, close_fds=True)
+    try:
+        return _wait_up(args, plan, proc, log_path)
+    except KeyboardInterrupt:
+        proc.returncode = 0  # detached on purpose
+        print(f"\ninterrupted: the site keeps starting in the background (supervisor pid {proc.pid}); "
+              f"`ocs-core down` stops it", file=sys.stderr)
+        return 130
+
+
+def _wait_up(args: argparse.Namespace, plan: SitePlan, proc: subprocess.Popen, log_path: Path) -> int:
     deadline = time.monotonic() + args.timeout
     pending = (["router"] if plan.with_router else []) + list(plan.instances)
     while pending:

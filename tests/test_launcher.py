@@ -1,6 +1,7 @@
 """Integration tests of ``ocs-core up`` / ``down`` / ``status``: a real router and real agents.
 
-Each test starts its own router (the launcher's job), so there are only two of them.
+Only the first test starts a router of its own (that is the launcher's job); the foreground
+test runs agents against the session's router.
 """
 import json
 import os
@@ -110,28 +111,34 @@ def test_up_restart_status_down(site):
     assert after.returncode == 1 and "router      down" in after.stdout
 
 
-def test_foreground_up_stops_on_ctrl_c(site):
-    cwd, http = site
-    proc = subprocess.Popen([sys.executable, "-m", "ocs_core.cli", "up", "--foreground", "fa"], cwd=cwd,
+def test_foreground_up_stops_on_ctrl_c(router, tmp_path):
+    """Against the session's router (--no-router): the router's own stop is covered above."""
+    router.add_instance("FakeDataAgent", "launcher-fg")
+    proc = subprocess.Popen([sys.executable, "-m", "ocs_core.cli", "up", "--foreground", "--no-router",
+                             "--site-file", str(router.site_file), "launcher-fg"], cwd=tmp_path,
                             env=project_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
+    state_file = tmp_path / "run" / "site-state.json"
     try:
         wait_for(lambda: proc.poll() is not None or (
-            (cwd / "run" / "site-state.json").exists()
-            and state(cwd)["agents"]["fa"]["state"] == "running"), 60, "fa running")
+            state_file.exists() and state(tmp_path)["agents"]["launcher-fg"]["state"] == "running"),
+            30, "the agent running")
         assert proc.poll() is None
-        assert callable_(http, "fa")
-        pids, groups = all_pids(state(cwd))
+        assert callable_(router.http_url, "launcher-fg")
+        doc = state(tmp_path)
+        pids = {doc["supervisor"]["pid"], doc["agents"]["launcher-fg"]["pid"]}
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
     assert proc.returncode == 0, out
-    assert "SIGINT received, stopping" in out and "fa: stopped" in out and "everything stopped" in out
-    assert "Traceback" not in out
-    assert_gone(pids, groups)
-    assert not (cwd / "run" / "supervisor.pid").exists()
+    assert "SIGINT received, stopping" in out and "launcher-fg: stopped (exited with code 0)" in out
+    assert "everything stopped" in out and "Traceback" not in out
+    assert_gone(pids, {doc["agents"]["launcher-fg"]["pgid"]})
+    assert not (tmp_path / "run" / "supervisor.pid").exists()
+    assert router.is_running()  # not ours: left alone
 
 
 def test_user_errors_need_no_router(site):
