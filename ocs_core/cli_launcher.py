@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from ocs_core.cli import CliError
 from ocs_core.launcher import (DEFAULT_RUN_DIR, SUPERVISOR_LOG, SitePlan, Supervisor, agent_registered,
-                               plan_site, read_json, router_answers, supervisor_info)
+                               child_env, plan_site, read_json, router_answers, supervisor_info)
 from ocs_core.process_group import group_alive, same_process, signal_group
 from ocs_core.site_args import site_file_path
 from ocs_core.site_config import load_site_config
@@ -111,11 +111,8 @@ def _up_background(args: argparse.Namespace, plan: SitePlan) -> int:
            "--site-host", plan.site_host, "--run-dir", str(plan.run_dir), "--timeout", str(args.timeout),
            "--stop-timeout", str(args.stop_timeout), "--backoff", *[str(x) for x in args.backoff]]
     cmd += (["--no-router"] if not plan.with_router else []) + list(plan.instances)
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     with open(log_path, "ab") as log, open(os.devnull, "rb") as null:
-        proc = subprocess.Popen(cmd, stdin=null, stdout=log, stderr=subprocess.STDOUT, env=env,
+        proc = subprocess.Popen(cmd, stdin=null, stdout=log, stderr=subprocess.STDOUT, env=child_env(),
                                 start_new_session=True, close_fds=True)
     try:
         return _wait_up(args, plan, proc, log_path)
@@ -147,7 +144,8 @@ def _wait_up(args: argparse.Namespace, plan: SitePlan, proc: subprocess.Popen, l
     state = read_json(plan.state_path) or {}
     agents = state.get("agents", {})
     parts = [f"{name} (pid {agents.get(name, {}).get('pid')})" for name in plan.instances]
-    where = f"router at {plan.hub.wamp_server}" if plan.with_router else f"router {plan.hub.wamp_server} not ours"
+    where = (f"router at {plan.hub.wamp_server}" if plan.with_router
+             else f"router {plan.hub.wamp_server} not ours")
     print(f"site up: {where}; agents: {', '.join(parts) or 'none'}; supervisor pid {proc.pid}, "
           f"logs in {plan.log_dir}; `ocs-core down` stops it", flush=True)
     return 0
@@ -203,7 +201,8 @@ def run_down(args: argparse.Namespace) -> int:
     if survivors:
         print(f"ocs-core: error: still running after down: {', '.join(survivors)}", file=sys.stderr)
         return 1
-    print(f"site down: {'; '.join(done)}" if done else f"site down: nothing was running (run dir {plan.run_dir})")
+    print(f"site down: {'; '.join(done)}" if done
+          else f"site down: nothing was running (run dir {plan.run_dir})")
     return 0
 
 
@@ -248,7 +247,8 @@ def site_status(args: argparse.Namespace, gather: Heartbeats, live_window: float
           + f"{plan.hub.wamp_http}" + ("" if up or not rpid else " (process runs but does not answer)"))
     if sup is not None:
         since = time.strftime("%H:%M:%S", time.localtime(sup.get("started", 0)))
-        print(f"supervisor  up    pid {sup['pid']} since {since}, logs in {state.get('log_dir', plan.log_dir)}")
+        logs = state.get("log_dir", plan.log_dir)
+        print(f"supervisor  up    pid {sup['pid']} since {since}, logs in {logs}")
     else:
         print(f"supervisor  down  (run dir {plan.run_dir})")
     beats: dict[str, tuple[float, dict]] = {}

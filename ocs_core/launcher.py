@@ -32,7 +32,8 @@ from ocs_core.site_config import HubConfig, SiteConfigError, load_site_config
 from ocs_core.supervision import BackoffPolicy, Child, ChildState, Event
 
 __all__ = ["SitePlan", "plan_site", "Supervisor", "read_json", "supervisor_info",
-           "agent_registered", "PID_FILE", "STATE_FILE", "SUPERVISOR_LOG", "DEFAULT_RUN_DIR"]
+           "agent_registered", "router_answers", "child_env", "PID_FILE", "STATE_FILE",
+           "SUPERVISOR_LOG", "DEFAULT_RUN_DIR"]
 
 DEFAULT_RUN_DIR = "run"
 PID_FILE = "supervisor.pid"
@@ -167,6 +168,14 @@ def _parent_death_hook() -> Callable[[], None] | None:
     return lambda: prctl(1, term, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
 
 
+def child_env() -> dict[str, str]:
+    """This environment with the ocs-core checkout first on PYTHONPATH (for child processes)."""
+    env = dict(os.environ)
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != _PROJECT_ROOT]
+    env["PYTHONPATH"] = os.pathsep.join([_PROJECT_ROOT] + paths)
+    return env
+
+
 class _Stop(BaseException):
     """Raised by the signal handler to interrupt a blocking router start."""
 
@@ -245,7 +254,8 @@ class Supervisor:
         self.plan.log_dir.mkdir(parents=True, exist_ok=True)
         previous = {sig: signal.signal(sig, self._on_signal)
                     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-        _write_json(self.plan.pid_path, {"pid": os.getpid(), "pgid": os.getpgrp(), "proc_start": start_time(os.getpid()),
+        _write_json(self.plan.pid_path, {"pid": os.getpid(), "pgid": os.getpgrp(),
+                                         "proc_start": start_time(os.getpid()),
                                          "site_file": str(self.plan.site_file), "started": self._started})
         self.log(f"supervisor: pid {os.getpid()}, site {self.plan.site_file}, host {self.plan.site_host}, "
                  f"agents {', '.join(self.plan.instances) or 'none'}, logs in {self.plan.log_dir}")
@@ -327,10 +337,7 @@ class Supervisor:
                 "--log-dir", str(self.plan.log_dir)]
 
     def _spawn_agent(self, name: str, child: Child) -> None:
-        env = dict(os.environ)
-        paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-        if _PROJECT_ROOT not in paths:
-            env["PYTHONPATH"] = os.pathsep.join([_PROJECT_ROOT] + paths)
+        env = child_env()
         try:
             with open(self.plan.log_dir / f"{name}.out", "ab") as log, open(os.devnull, "rb") as null:
                 proc = subprocess.Popen(self.agent_command(name), stdin=null, stdout=log, stderr=log,

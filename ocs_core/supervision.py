@@ -131,9 +131,10 @@ class Child:
 
     def snapshot(self, now: float) -> dict[str, Any]:
         """A JSON-able summary (for the supervisor's state file)."""
+        up = self.alive and self.started_at is not None
         return {"state": self.state.value, "pid": self.pid if self.alive else None,
                 "restarts": self.restarts, "last_exit": self.last_exit,
-                "uptime": round(now - self.started_at, 3) if self.alive and self.started_at is not None else None,
+                "uptime": round(now - self.started_at, 3) if up else None,
                 "next_start_in": round(max(0.0, self.next_start - now), 3)
                 if self.state is ChildState.BACKOFF and self.next_start is not None else None,
                 "last_error": self.last_error}

@@ -53,7 +53,8 @@ def wait_for(predicate, timeout, what):
 
 def all_pids(doc):
     groups = {doc["router"]["pgid"]} | {a["pgid"] for a in doc["agents"].values() if a["pgid"]}
-    pids = {doc["supervisor"]["pid"], doc["router"]["pid"]} | {a["pid"] for a in doc["agents"].values() if a["pid"]}
+    pids = {doc["supervisor"]["pid"], doc["router"]["pid"]}
+    pids |= {a["pid"] for a in doc["agents"].values() if a["pid"]}
     return pids, groups
 
 
