@@ -210,6 +210,8 @@ class Supervisor:
         self._stopping = False
         self._blocking = False
         self._started = time.time()
+        plan.run_dir.mkdir(parents=True, exist_ok=True)
+        plan.log_dir.mkdir(parents=True, exist_ok=True)
 
     # -- logging and files -------------------------------------------------------------------
     def log(self, line: str | Event) -> None:
@@ -250,8 +252,6 @@ class Supervisor:
     # -- main loop ---------------------------------------------------------------------------
     def run(self) -> int:
         """Supervise until asked to stop; return the exit status (0 after a clean stop)."""
-        self.plan.run_dir.mkdir(parents=True, exist_ok=True)
-        self.plan.log_dir.mkdir(parents=True, exist_ok=True)
         previous = {sig: signal.signal(sig, self._on_signal)
                     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
         _write_json(self.plan.pid_path, {"pid": os.getpid(), "pgid": os.getpgrp(),

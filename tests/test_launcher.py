@@ -192,3 +192,50 @@ def test_leftover_groups_trusts_only_recorded_processes(tmp_path):
         sleeper.kill()
         sleeper.wait()
     assert _leftover_groups(doc, trusted=True) == []
+
+
+SCRIPTS = {
+    "crash": "import sys; sys.exit(3)",
+    "steady": "import time; time.sleep(60)",
+    "stubborn": "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)",
+}
+
+
+def test_supervisor_process_layer_without_router(tmp_path):
+    """Scripted children instead of agents: backoff restarts, SIGTERM, SIGKILL after the timeout."""
+    from ocs_core.launcher import Supervisor, plan_site
+    from ocs_core.supervision import BackoffPolicy
+
+    class Scripted(Supervisor):
+        def agent_command(self, name):
+            return [sys.executable, "-c", SCRIPTS[name]]
+
+    site = write_site_config(tmp_path, free_port(), [{"agent-class": "X", "instance-id": n} for n in SCRIPTS],
+                             log_dir=str(tmp_path / "logs"))
+    plan = plan_site(site, run_dir=tmp_path / "run", with_router=False)
+    lines = []
+    sup = Scripted(plan, BackoffPolicy(initial=0.1, factor=2, maximum=0.4), stop_timeout=0.5,
+                   out=lines.append)
+    for child in sup.children.values():
+        child.want(0.0)
+    deadline = time.monotonic() + 20
+    while sup.children["crash"].restarts < 3:
+        assert time.monotonic() < deadline, lines
+        if sup._tick():
+            sup.write_state()
+        time.sleep(0.02)
+    doc = state(tmp_path)
+    assert doc["agents"]["crash"]["restarts"] == 3 and doc["agents"]["crash"]["last_exit"] == 3
+    assert doc["agents"]["steady"]["state"] == "starting"  # nobody answers get_agent_class
+    pids = {doc["agents"][n]["pid"] for n in ("steady", "stubborn")}
+    text = "\n".join(lines)
+    for delay in ("0.1", "0.2", "0.4"):
+        assert f"crash: restarting in {delay} s" in text
+    assert "crash: exited with code 3" in text
+    sup.shutdown()
+    text = "\n".join(lines)
+    assert "steady: stopped (exited with code -15 (SIGTERM))" in text
+    assert "stubborn: still running after 0.5 s, SIGKILL" in text
+    assert "stubborn: stopped (exited with code -9 (SIGKILL))" in text
+    assert all(s == "stopped" for s in (a["state"] for a in state(tmp_path)["agents"].values()))
+    assert_gone(pids, pids)
