@@ -14,11 +14,13 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 from ocs_core.cli import CliError
 from ocs_core.launcher import (DEFAULT_RUN_DIR, SUPERVISOR_LOG, SitePlan, Supervisor, agent_registered,
+                               instance_ready, is_wamp_agent,
                                child_env, plan_site, read_json, router_answers, supervisor_info)
 from ocs_core.process_group import group_alive, same_process, signal_group
 from ocs_core.site_args import site_file_path
@@ -134,8 +136,7 @@ def _wait_up(args: argparse.Namespace, plan: SitePlan, proc: subprocess.Popen, l
             if router_answers(plan.hub):
                 pending.pop(0)
         else:
-            pending = [name for name in pending
-                       if not agent_registered(plan.hub, plan.address(name), timeout=1.0)]
+            pending = [name for name in pending if not instance_ready(plan, name, timeout=1.0)]
         if pending and time.monotonic() >= deadline:
             return _report_not_up(plan, pending, proc.pid, log_path, args.timeout)
         if pending:
@@ -261,7 +262,12 @@ def site_status(args: argparse.Namespace, gather: Heartbeats, live_window: float
     rows, ok = [], up and (sup is not None or not agents)
     for inst in host.agent_instances:
         seen = beats.get(plan.address(inst.instance_id))
-        alive = seen is not None and now - seen[0] <= live_window
+        if is_wamp_agent(inst.agent_class):
+            alive = seen is not None and now - seen[0] <= live_window
+        else:  # a plain server (no heartbeat): ask its own readiness probe
+            alive = up and instance_ready(replace(plan, arguments={inst.instance_id: list(inst.arguments)},
+                                                  classes={inst.instance_id: inst.agent_class}),
+                                          inst.instance_id)
         info = agents.get(inst.instance_id) or {}
         if inst.instance_id in agents and not alive:
             ok = False

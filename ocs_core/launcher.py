@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ocs_core.process_group import group_alive, same_process, signal_group, start_time
+from ocs_core.discovery import find_agent_entry
 from ocs_core.router import Router, RouterError, probe
 from ocs_core.site_config import HubConfig, SiteConfigError, load_site_config
 from ocs_core.supervision import BackoffPolicy, Child, ChildState, Event
 
 __all__ = ["SitePlan", "plan_site", "Supervisor", "read_json", "supervisor_info",
-           "agent_registered", "router_answers", "child_env", "PID_FILE", "STATE_FILE",
+           "agent_registered", "instance_ready", "is_wamp_agent", "router_answers", "child_env", "PID_FILE", "STATE_FILE",
            "SUPERVISOR_LOG", "DEFAULT_RUN_DIR"]
 
 DEFAULT_RUN_DIR = "run"
@@ -58,6 +59,7 @@ class SitePlan:
     instances: list[str] = field(default_factory=list)
     classes: dict[str, str] = field(default_factory=dict)
     with_router: bool = True
+    arguments: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def pid_path(self) -> Path:
@@ -113,8 +115,9 @@ def plan_site(site_file: str | os.PathLike, site_host: str | None = None,
     run = Path(run_dir).resolve()
     log_dir = Path(host.log_dir).resolve() if host.log_dir else run / "logs"
     classes = {i.instance_id: i.agent_class for i in host.agent_instances}
+    arguments = {i.instance_id: list(i.arguments) for i in host.agent_instances}
     return SitePlan(path, host.name, cfg.hub_for(host), run, log_dir, chosen,
-                    {k: classes[k] for k in chosen}, with_router)
+                    {k: classes[k] for k in chosen}, with_router, {k: arguments[k] for k in chosen})
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -138,6 +141,31 @@ def supervisor_info(plan: SitePlan) -> dict[str, Any] | None:
     if info is None or not isinstance(info.get("pid"), int):
         return None
     return info if same_process(info["pid"], info.get("proc_start")) else None
+
+
+def instance_ready(plan: SitePlan, instance_id: str, timeout: float = 1.0) -> bool:
+    """Whether an instance is up: a WAMP agent answers ``get_agent_class``; an entry point
+    that is not a WAMP agent (``main.wamp_agent = False``) is asked through its
+    ``main.ready_probe(arguments)`` (e.g. its TCP port accepts)."""
+    probe = _ready_probe(plan.classes.get(instance_id, ""))
+    if probe is not None:
+        return bool(probe(plan.arguments.get(instance_id, [])))
+    return agent_registered(plan.hub, plan.address(instance_id), timeout=timeout)
+
+
+def is_wamp_agent(agent_class: str) -> bool:
+    """False for entry points that declare ``main.wamp_agent = False`` (plain servers)."""
+    return _ready_probe(agent_class) is None
+
+
+def _ready_probe(agent_class: str) -> Callable[[list[str]], bool] | None:
+    try:
+        main = find_agent_entry(agent_class)
+    except Exception:  # unknown class: the agent's own start reports it
+        return None
+    if getattr(main, "wamp_agent", True):
+        return None
+    return getattr(main, "ready_probe", None) or (lambda arguments: True)
 
 
 def agent_registered(hub: HubConfig, address: str, timeout: float = 1.0) -> bool:
@@ -304,7 +332,7 @@ class Supervisor:
                 changed = True
             elif child.state is ChildState.STARTING and now - self._probed.get(name, 0.0) >= _PROBE_EVERY:
                 self._probed[name] = now
-                if agent_registered(self.plan.hub, self.plan.address(name), timeout=1.0):
+                if instance_ready(self.plan, name, timeout=1.0):
                     self._emit(child.ready(self._clock()))
                     changed = True
         return changed

@@ -159,3 +159,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _port_accepts(arguments: Sequence[str]) -> bool:
+    """Launcher readiness for a server that never joins the router: its ``--port`` accepts."""
+    import socket
+    args = list(arguments)
+    port = host = None
+    for i, token in enumerate(args):
+        if token == "--port" and i + 1 < len(args):
+            port = int(args[i + 1])
+        elif token.startswith("--port="):
+            port = int(token.split("=", 1)[1])
+        elif token in ("--interface", "--host") and i + 1 < len(args):
+            host = args[i + 1]
+    if not port:
+        return False
+    try:
+        with socket.create_connection((host or "127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+#: Read by the site launcher (``ocs_core.launcher``): this entry point is not a WAMP agent.
+main.wamp_agent = False  # type: ignore[attr-defined]
+main.ready_probe = _port_accepts  # type: ignore[attr-defined]
