@@ -3,7 +3,6 @@ and agent-to-agent control with client_t inside an op."""
 from __future__ import annotations
 
 import socket
-import threading
 import time
 
 import pytest
