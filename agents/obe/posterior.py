@@ -21,6 +21,26 @@ class ZeroLikelihoodError(RuntimeError):
     """A measurement has zero likelihood under every particle; the posterior was not changed."""
 
 
+# OpenBLAS runs dot products above ~10,000 elements on several threads; on a loaded machine
+# those threads spin and one call can take milliseconds. Chunks below that size stay on the
+# calling thread and keep the figures steady.
+_DOT_CHUNK = 8192
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """``sum(a * b)`` for 1-D arrays, single-threaded."""
+    n = a.shape[0]
+    if n <= _DOT_CHUNK:
+        return float(np.dot(a, b))
+    return float(sum(np.dot(a[i:i + _DOT_CHUNK], b[i:i + _DOT_CHUNK])
+                     for i in range(0, n, _DOT_CHUNK)))
+
+
+def _matvec(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``x @ w`` for ``x`` of shape (D, N), single-threaded."""
+    return np.array([_dot(row, w) for row in x])
+
+
 def _readonly(a: np.ndarray) -> np.ndarray:
     v = a.view()
     v.flags.writeable = False
@@ -68,6 +88,8 @@ class ParticlePosterior:
         self._x = np.ascontiguousarray(x)
         self._w = np.empty(x.shape[1])
         self._scratch = np.empty(x.shape[1])
+        self._cbuf: np.ndarray | None = None  # work buffers (n_dims, N), reused
+        self._noise: np.ndarray | None = None
         self.set_weights(weights)
 
     # ----------------------------------------------------------------- basic views
@@ -86,8 +108,8 @@ class ParticlePosterior:
 
     @property
     def weights(self) -> np.ndarray:
-        """Read-only view of the normalised weights ``(n_particles,)``."""
-        return _readonly(self._w)
+        """A copy of the normalised weights ``(n_particles,)``."""
+        return self._w.copy()
 
     def set_weights(self, weights: Any = None) -> None:
         """Replace the weights (uniform when None); they are normalised."""
@@ -109,28 +131,40 @@ class ParticlePosterior:
     @property
     def effective_sample_size(self) -> float:
         """``1 / sum(w**2)``."""
-        return 1.0 / float(np.dot(self._w, self._w))
+        return 1.0 / _dot(self._w, self._w)
 
     def mean(self) -> np.ndarray:
         """Weighted mean per parameter, shape ``(n_dims,)``."""
-        return self._x @ self._w
+        return _matvec(self._x, self._w)
+
+    def _centered(self) -> np.ndarray:
+        """``x - mean`` in a reused work buffer (valid until the next call)."""
+        if self._cbuf is None or self._cbuf.shape != self._x.shape:
+            self._cbuf = np.empty_like(self._x)
+        np.subtract(self._x, _matvec(self._x, self._w)[:, None], out=self._cbuf)
+        return self._cbuf
 
     def covariance(self) -> np.ndarray:
         """Weighted, bias-corrected covariance ``(n_dims, n_dims)`` (numpy ``cov`` with aweights)."""
         w = self._w
-        xc = self._x - (self._x @ w)[:, None]
-        denom = 1.0 - float(np.dot(w, w))
-        cov = (xc * w) @ xc.T
+        xc = self._centered()
+        d = self.n_dims
+        cov = np.empty((d, d))
+        wx = self._scratch  # free between updates
+        for i in range(d):
+            np.multiply(xc[i], w, out=wx)
+            for j in range(i + 1):
+                cov[i, j] = cov[j, i] = _dot(wx, xc[j])
+        denom = 1.0 - _dot(w, w)
         if denom <= 0.0:  # every weight on one particle: no spread left
             return np.zeros_like(cov)
         return cov / denom
 
     def std(self) -> np.ndarray:
         """Population standard deviation per parameter, ``sqrt(sum w x^2 - (sum w x)^2)``."""
-        w = self._w
-        xc = self._x - (self._x @ w)[:, None]
+        xc = self._centered()
         np.square(xc, out=xc)
-        return np.sqrt(xc @ w)
+        return np.sqrt(_matvec(xc, self._w))
 
     def quantiles(self, q: Any) -> np.ndarray:
         """Weighted marginal quantiles: shape ``(n_dims, len(q))`` (``(n_dims,)`` for scalar q).
@@ -259,11 +293,10 @@ class ParticlePosterior:
 
     def resample(self) -> None:
         """Liu-West resampling: pick particles by weight, shrink, jitter; weights 1/N."""
-        w = self._w
-        mu = self._x @ w
+        mu = _matvec(self._x, self._w)
         cov = self.covariance()
         idx = self._resample_indices()
-        x = np.take(self._x, idx, axis=1)
+        x = np.take(self._x, idx, axis=1)  # a new array: views handed out earlier stay valid
         a = self.a_param
         if self.scale:
             x *= a
@@ -272,12 +305,19 @@ class ParticlePosterior:
         if h2 > 0.0:
             vals, vecs = np.linalg.eigh(h2 * cov)
             root = vecs * np.sqrt(np.clip(vals, 0.0, None))
-            noise = self.rng.standard_normal(x.shape)
+            if self._noise is None or self._noise.shape != x.shape:
+                self._noise = np.empty_like(x)
+            noise = self.rng.standard_normal(out=self._noise)
             if self.n_dims == 1:
                 noise *= root[0, 0]
                 x += noise
             else:
-                x += root @ noise
+                tmp = self._scratch  # free here; explicit loops avoid threaded BLAS
+                for i in range(self.n_dims):
+                    for j in range(self.n_dims):
+                        if root[i, j] != 0.0:
+                            np.multiply(noise[j], root[i, j], out=tmp)
+                            x[i] += tmp
         self._x = x
         self._w.fill(1.0 / self.n_particles)
         for d in self.positive_dims:
@@ -307,6 +347,7 @@ class ParticlePosterior:
         self._x = np.ascontiguousarray(x)
         self._w = w / w.sum()
         self._scratch = np.empty_like(self._w)
+        self._cbuf = self._noise = None
         self.n_resamples = int(n_resamples)
 
 
