@@ -329,9 +329,9 @@ class OBEEngine:
         n = len(settings)
         if len(ys) != n:
             raise ValueError(f"{n} settings but {len(ys)} y values")
-        if sigmas is None or np.ndim(sigmas) == 0:
+        if sigmas is None or isinstance(sigmas, (int, float, np.number)):
             sigmas = [sigmas] * n
-        elif len(sigmas) != n:
+        elif not isinstance(sigmas, (list, tuple, np.ndarray)) or len(sigmas) != n:
             raise ValueError(f"{n} settings but {len(sigmas)} sigma values")
         for i in range(n):
             try:

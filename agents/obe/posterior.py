@@ -345,7 +345,9 @@ class ParticlePosterior:
         if w.shape != (x.shape[1],) or not np.all(np.isfinite(w)) or np.any(w < 0) or not w.sum() > 0:
             raise ValueError(f"state weights must be {x.shape[1]} finite non-negative values, not all zero")
         self._x = np.ascontiguousarray(x)
-        self._w = w / w.sum()
+        total = float(w.sum())
+        # weights saved by get_state are normalised already: keep them bit for bit
+        self._w = w.copy() if abs(total - 1.0) <= 1e-9 else w / total
         self._scratch = np.empty_like(self._w)
         self._cbuf = self._noise = None
         self.n_resamples = int(n_resamples)
