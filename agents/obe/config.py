@@ -26,6 +26,8 @@ Configuration keys (only ``model`` is required)::
     resampler            "systematic" | "residual" | "multinomial"
     cost                 positive number, or a list with one value per grid setting
     seed                 int >= 0 or null
+    likelihood_precision "auto" | "double" | "single" (see OBEEngine)
+    utility_precision    "double" | "single" (see OBEEngine)
 """
 from __future__ import annotations
 
@@ -49,7 +51,8 @@ MAX_SEED = 2 ** 63
 
 _KEYS = ("model", "settings", "priors", "constants", "n_particles", "n_draws", "utility",
          "selection", "pickiness", "noise_std", "default_noise_std", "noise_parameter", "choke",
-         "a_param", "resample_threshold", "scale", "resampler", "cost", "seed")
+         "a_param", "resample_threshold", "scale", "resampler", "cost", "seed",
+         "likelihood_precision", "utility_precision")
 
 
 def _is_num(v: Any) -> bool:
@@ -221,6 +224,9 @@ def engine_from_config(config: Mapping[str, Any]) -> OBEEngine:
         a_param=_num(config, "a_param", 0.98, 0.0, 1.0, lo_open=True),
         resample_threshold=_num(config, "resample_threshold", 0.5, 0.0, 1.0), scale=scale,
         resampler=_choice(config, "resampler", "systematic", RESAMPLERS),
-        default_noise_std=nvals, cost=cost, noise_parameter_index=noise_index, seed=seed)
+        default_noise_std=nvals, cost=cost, noise_parameter_index=noise_index,
+        likelihood_precision=_choice(config, "likelihood_precision", "auto", ("auto", "double", "single")),
+        utility_precision=_choice(config, "utility_precision", "double", ("double", "single")),
+        seed=seed)
     engine.config = dict(config)
     return engine

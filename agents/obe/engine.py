@@ -62,6 +62,9 @@ class OBEEngine:
             relative to the best particle (2-4x faster; each likelihood factor carries a relative
             error below 1e-7, far under the Monte Carlo error). The exponent, the weights and
             everything else stay float64.
+        utility_precision: ``"double"`` (default) or ``"single"``: evaluate the model for the
+            utility's draws in float32 (about 2x faster at thousands of settings). Only for
+            models whose outputs vary across the posterior by more than ~1e-6 of their size.
         seed: an int seed, a ``numpy.random.Generator``, or None (fresh entropy).
     """
 
@@ -73,7 +76,7 @@ class OBEEngine:
                  resample_threshold: float = 0.5, scale: bool = True,
                  resampler: str = "systematic", default_noise_std: Any = 1.0, cost: Any = 1.0,
                  noise_parameter_index: int | Sequence[int] | None = None,
-                 likelihood_precision: str = "auto",
+                 likelihood_precision: str = "auto", utility_precision: str = "double",
                  seed: int | np.random.Generator | None = None) -> None:
         spec = get_model(model) if isinstance(model, str) else model
         self.model_spec = spec if isinstance(spec, ModelSpec) else None
@@ -141,6 +144,11 @@ class OBEEngine:
             raise ValueError(f"likelihood_precision must be 'auto', 'double' or 'single', "
                              f"got {likelihood_precision!r}")
         self.likelihood_precision = likelihood_precision
+        if utility_precision not in ("double", "single"):
+            raise ValueError(f"utility_precision must be 'double' or 'single', got {utility_precision!r}")
+        self.utility_precision = utility_precision
+        if utility_precision == "single":
+            self._grid_rows = tuple(r.astype(np.float32) for r in self._grid_rows)
         self._alloc_buffers()
         self.n_measurements = 0
         self.last_setting_index: int | None = None
@@ -196,7 +204,7 @@ class OBEEngine:
         """Model output as a ``(C,) + shape`` float64 array this engine owns."""
         if self.n_channels == 1 and not isinstance(out, (tuple, list)):
             arr = out if isinstance(out, np.ndarray) else np.asarray(out, dtype=float)
-            if arr.shape != shape or arr.dtype != np.float64 or arr.base is not None \
+            if arr.shape != shape or arr.dtype not in (np.float64, np.float32) or arr.base is not None \
                     or not arr.flags.writeable:
                 arr = np.array(np.broadcast_to(arr, shape), dtype=float)
             return arr[None]
@@ -219,6 +227,8 @@ class OBEEngine:
 
     def _eval_draws(self, theta: np.ndarray) -> np.ndarray:
         """Model for each column of ``theta`` at every grid setting: ``(C, n, S)``."""
+        if self.utility_precision == "single":
+            theta = theta.astype(np.float32)
         params = tuple(row[:, None] for row in theta)
         try:
             out = self.model(self._grid_rows, params, self.constants)
@@ -228,42 +238,59 @@ class OBEEngine:
 
     # ------------------------------------------------------------------ input checks
     def _check_setting(self, settings: Any) -> tuple[float, ...]:
-        vals = np.asarray(settings, dtype=float).ravel()
+        if type(settings) is tuple and len(settings) == self.n_knobs and all(
+                type(v) is float and math.isfinite(v) for v in settings):
+            return settings  # the fast path: what the selection methods return
+        try:
+            vals = np.asarray(settings, dtype=float).ravel()
+        except (TypeError, ValueError):
+            raise ValueError(f"settings must be {self.n_knobs} number(s), got {settings!r}") from None
         if vals.size != self.n_knobs:
             raise ValueError(f"settings must have {self.n_knobs} value(s), got {settings!r}")
-        if not np.all(np.isfinite(vals)):
+        if not np.isfinite(vals).all():
             raise ValueError(f"settings must be finite, got {settings!r}")
         return tuple(vals.tolist())
 
-    def _check_y(self, y: Any) -> np.ndarray:
-        vals = np.asarray(y, dtype=float).ravel()
+    def _check_y(self, y: Any) -> list[float]:
+        if self.n_channels == 1 and type(y) in (float, int) and math.isfinite(y):
+            return [float(y)]
+        try:
+            vals = np.asarray(y, dtype=float).ravel()
+        except (TypeError, ValueError):
+            raise ValueError(f"y must be {self.n_channels} number(s), got {y!r}") from None
         if vals.size != self.n_channels:
             raise ValueError(f"y must have {self.n_channels} value(s), got {y!r}")
-        if not np.all(np.isfinite(vals)):
+        if not np.isfinite(vals).all():
             raise ValueError(f"y must be finite, got {y!r}")
-        return vals
+        return vals.tolist()
 
-    def _check_sigma(self, sigma: Any) -> np.ndarray:
-        """Sigma as ``(C,)`` (per channel) or ``(C, N)`` (per particle)."""
+    def _check_sigma(self, sigma: Any) -> list[float] | np.ndarray:
+        """Sigma as a list of C floats (per channel) or a ``(C, N)`` array (per particle)."""
         if self.noise_parameter_index is not None:
             return np.stack([self.posterior._x[i] for i in self.noise_parameter_index])
         c, n = self.n_channels, self.posterior.n_particles
+        if type(sigma) in (float, int) and math.isfinite(sigma) and sigma > 0:
+            return [float(sigma)] * c
         if sigma is None:
             raise ValueError("sigma is required (the model has no noise parameter)")
-        s = np.asarray(sigma, dtype=float)
+        try:
+            s = np.asarray(sigma, dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError(f"sigma must be numbers, got {sigma!r}") from None
+        if not np.isfinite(s).all() or (s <= 0).any():
+            raise ValueError("sigma must be finite and positive")
         if s.ndim == 0 or (s.ndim == 1 and s.size == c):
-            s = np.broadcast_to(s, (c,))
-        elif s.ndim == 1 and s.size == n:
-            s = np.broadcast_to(s, (c, n))
-        elif s.shape != (c, n):
+            return np.broadcast_to(s, (c,)).tolist()
+        if s.ndim == 1 and s.size == n:
+            return np.broadcast_to(s, (c, n))
+        if s.shape != (c, n):
             raise ValueError(f"sigma must be a scalar, {c} per-channel values, {n} per-particle "
                              f"values or shape ({c}, {n}); got shape {s.shape}")
-        if not np.all(np.isfinite(s)) or np.any(s <= 0):
-            raise ValueError("sigma must be finite and positive")
         return s
 
     # ------------------------------------------------------------------ likelihood and update
-    def _exponent(self, ym: np.ndarray, y: np.ndarray, sig: np.ndarray, out: np.ndarray) -> None:
+    def _exponent(self, ym: np.ndarray, y: list[float], sig: list[float] | np.ndarray,
+                  out: np.ndarray) -> None:
         """``out = -choke * sum_c ((ym_c - y_c) / sigma_c)**2 / 2`` (plus the 1/sigma factor
         as ``-choke * log sigma`` when sigma is per particle)."""
         k = -0.5 * self.choke
@@ -272,7 +299,7 @@ class OBEEngine:
             target = out if c == 0 else tmp
             np.subtract(ym[c], y[c], out=target)
             np.square(target, out=target)
-            if sig.ndim == 1:
+            if isinstance(sig, list):
                 target *= k / (sig[c] * sig[c])
             else:
                 with np.errstate(divide="ignore", invalid="ignore"):
@@ -288,7 +315,7 @@ class OBEEngine:
         x, yv, sig = self._check_setting(settings), self._check_y(y), self._check_sigma(sigma)
         out = np.empty(self.posterior.n_particles)
         self._exponent(self._eval_particles(x), yv, sig, out)
-        if sig.ndim == 1:
+        if isinstance(sig, list):
             out -= self.choke * float(np.sum(np.log(sig)))
         np.exp(out, out=out)
         return np.nan_to_num(out, nan=0.0)

@@ -97,8 +97,10 @@ def available_models() -> list[str]:
 
 
 def _work(a: Any) -> np.ndarray:
-    """``a`` (the fresh result of a ufunc) as a float64 array we may modify in place."""
-    if isinstance(a, np.ndarray) and a.dtype == np.float64 and a.ndim > 0:
+    """``a`` (the fresh result of a ufunc) as a float array we may modify in place.
+
+    float32 inputs stay float32 (the engine's single-precision utility option)."""
+    if isinstance(a, np.ndarray) and a.ndim > 0 and a.dtype in (np.float64, np.float32):
         return a
     return np.array(a, dtype=float)
 

@@ -14,7 +14,7 @@ __all__ = ["ParticlePosterior", "ZeroLikelihoodError", "RESAMPLERS"]
 RESAMPLERS = ("systematic", "residual", "multinomial")
 
 # Below this particle count a plain cumulative sum is cheaper than the two-level draw.
-_BLOCK_DRAW_MIN = 16384
+_BLOCK_DRAW_MIN = 20000
 
 
 class ZeroLikelihoodError(RuntimeError):
@@ -202,28 +202,33 @@ class ParticlePosterior:
             cw = np.cumsum(w)
             idx = np.searchsorted(cw, self.rng.random(n) * cw[-1], side="right")
             return np.minimum(idx, size - 1, out=idx)
-        # Two-level inverse CDF: block sums (a fast reduction) locate the block, then a short
-        # cumulative sum inside each chosen block; avoids an O(N) cumsum per call.
-        m = int(np.sqrt(size))
+        # Two-level inverse CDF without an O(N) cumulative sum: the particles are split into
+        # k strided blocks {j, j+k, j+2k, ...} (plus a short contiguous tail block k), whose
+        # sums are one vectorised reduction; a block is drawn from their cumulative sum, then a
+        # particle inside it. Any fixed order of the particles gives the same distribution.
+        m = max(16, int(np.sqrt(size / max(n, 1))))
         k = size // m
+        tail = size - k * m
         sums = np.empty(k + 1)
-        w[: k * m].reshape(k, m).sum(axis=1, out=sums[:k])
+        w[: k * m].reshape(m, k).sum(axis=0, out=sums[:k])
         sums[k] = w[k * m:].sum()
         cb = np.cumsum(sums)
         u = self.rng.random(n) * cb[-1]
         b = np.searchsorted(cb, u, side="right")
         np.minimum(b, k, out=b)
         u -= cb[b] - sums[b]
-        start = b * m
-        cols = start[:, None] + np.arange(m)
-        valid = cols < size
+        ar = np.arange(m)
+        in_tail = (b == k)[:, None]
+        cols = np.where(in_tail, k * m + ar, b[:, None] + k * ar)
         np.minimum(cols, size - 1, out=cols)
-        blk = np.where(valid, w[cols], 0.0)
+        blk = w[cols]
+        if tail:
+            blk[in_tail & (ar >= tail)] = 0.0  # the tail block is shorter than m
         np.cumsum(blk, axis=1, out=blk)
         j = np.count_nonzero(blk <= u[:, None], axis=1)
-        last = np.where(b == k, size - k * m, m) - 1
-        np.minimum(j, last, out=j)
-        return start + j
+        np.minimum(j, np.where(b == k, tail, m) - 1, out=j)
+        np.maximum(j, 0, out=j)
+        return cols[np.arange(n), j]
 
     def draw(self, n: int) -> np.ndarray:
         """``n`` weighted draws of parameter vectors, shape ``(n_dims, n)``."""
