@@ -297,3 +297,12 @@ def test_unknown_noise_as_parameter():
     mean, std = eng.mean(), eng.std()
     assert abs(mean[0] - 0.3) < 4 * std[0] and abs(mean[1] + 0.2) < 4 * std[1]
     assert abs(mean[2] - 0.1) < 0.04
+
+
+def test_kernel_normals_are_standard():
+    from agents.obe.posterior import _kernel_normals
+    z = _kernel_normals(np.random.default_rng(12), np.empty((3, 100001)))
+    assert np.all(np.isfinite(z))
+    assert abs(z.mean()) < 0.01 and abs(z.var() - 1) < 0.01
+    assert abs(np.mean(z ** 4) - 3) < 0.05
+    assert abs(np.corrcoef(z[0], z[1])[0, 1]) < 0.01

@@ -41,6 +41,40 @@ def _matvec(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.array([_dot(row, w) for row in x])
 
 
+def _kernel_root(cov: np.ndarray) -> np.ndarray:
+    """A matrix R with R R^T = cov: Cholesky (lower triangular, fewer passes) when cov is
+    positive definite, else a symmetric root from the eigendecomposition (zero for no spread)."""
+    try:
+        return np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        vals, vecs = np.linalg.eigh(cov)
+        return vecs * np.sqrt(np.clip(vals, 0.0, None))
+
+
+def _kernel_normals(rng: np.random.Generator, out: np.ndarray) -> np.ndarray:
+    """Fill ``out`` with standard normals for the Liu-West kernel.
+
+    Box-Muller on float32 uniforms: about twice as fast as ``standard_normal`` here, with
+    tails cut at 5.8 sd, which does not matter for a smoothing kernel."""
+    flat = out.reshape(-1)
+    total = flat.size
+    half = (total + 1) // 2
+    u = rng.random((2, half), dtype=np.float32)
+    r = np.subtract(np.float32(1.0), u[0])  # in (0, 1]: the log stays finite
+    np.log(r, out=r)
+    r *= np.float32(-2.0)
+    np.sqrt(r, out=r)
+    theta = u[1]
+    theta *= np.float32(2.0 * np.pi)
+    c = np.cos(theta)
+    c *= r
+    flat[:half] = c
+    np.sin(theta, out=theta)
+    theta *= r
+    flat[half:] = theta[: total - half]
+    return out
+
+
 def _readonly(a: np.ndarray) -> np.ndarray:
     v = a.view()
     v.flags.writeable = False
@@ -308,21 +342,16 @@ class ParticlePosterior:
             x += ((1.0 - a) * mu)[:, None]
         h2 = 1.0 - a * a
         if h2 > 0.0:
-            vals, vecs = np.linalg.eigh(h2 * cov)
-            root = vecs * np.sqrt(np.clip(vals, 0.0, None))
+            root = _kernel_root(h2 * cov)
             if self._noise is None or self._noise.shape != x.shape:
                 self._noise = np.empty_like(x)
-            noise = self.rng.standard_normal(out=self._noise)
-            if self.n_dims == 1:
-                noise *= root[0, 0]
-                x += noise
-            else:
-                tmp = self._scratch  # free here; explicit loops avoid threaded BLAS
-                for i in range(self.n_dims):
-                    for j in range(self.n_dims):
-                        if root[i, j] != 0.0:
-                            np.multiply(noise[j], root[i, j], out=tmp)
-                            x[i] += tmp
+            noise = _kernel_normals(self.rng, self._noise)
+            tmp = self._scratch  # free here; explicit loops avoid threaded BLAS
+            for i in range(self.n_dims):
+                for j in range(self.n_dims):
+                    if root[i, j] != 0.0:
+                        np.multiply(noise[j], root[i, j], out=tmp)
+                        x[i] += tmp
         self._x = x
         self._w.fill(1.0 / self.n_particles)
         for d in self.positive_dims:
