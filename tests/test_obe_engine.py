@@ -143,7 +143,7 @@ def test_weighted_draws_follow_weights():
         np.testing.assert_allclose(counts[[3, n // 2, n - 1]] / 20000, [0.2, 0.3, 0.5], atol=0.02)
 
 
-def run_one_parameter(seed, n_particles=200, n_meas=8):
+def run_one_parameter(seed, n_particles=400, n_meas=8):
     """Truth drawn from the prior, so the 95% credible interval should cover it 95% of the time."""
     rng = np.random.default_rng(seed)
     truth = rng.normal(0.0, 1.0)

@@ -15,6 +15,7 @@ from . import utility as _util
 from .models import ModelSpec, get_model
 from .posterior import ParticlePosterior, ZeroLikelihoodError, _dot, as_particle_array
 from .priors import sample_prior
+from .records import as_channels, check_setting, check_sigma, check_y
 
 __all__ = ["OBEEngine", "ZeroLikelihoodError", "SELECTIONS", "UTILITIES"]
 
@@ -200,28 +201,12 @@ class OBEEngine:
         self._eval_draws(self.posterior.particles[:, :2])
 
     # ------------------------------------------------------------------ model evaluation
-    def _as_channels(self, out: Any, shape: tuple[int, ...]) -> np.ndarray:
-        """Model output as a ``(C,) + shape`` float64 array this engine owns."""
-        if self.n_channels == 1 and not isinstance(out, (tuple, list)):
-            arr = out if isinstance(out, np.ndarray) else np.asarray(out, dtype=float)
-            if arr.shape != shape or arr.dtype not in (np.float64, np.float32) or arr.base is not None \
-                    or not arr.flags.writeable:
-                arr = np.array(np.broadcast_to(arr, shape), dtype=float)
-            return arr[None]
-        chans = list(out) if isinstance(out, (tuple, list)) else list(np.asarray(out))
-        if len(chans) != self.n_channels:
-            raise ValueError(f"model returned {len(chans)} channels, expected {self.n_channels}")
-        res = np.empty((self.n_channels,) + shape)
-        for c, ch in enumerate(chans):
-            res[c] = np.broadcast_to(np.asarray(ch, dtype=float), shape)
-        return res
-
     def _eval_particles(self, setting: tuple[float, ...]) -> np.ndarray:
         """Model at one setting for every particle: ``(C, N)``."""
         x = self.posterior._x
         try:
             out = self.model(setting, tuple(x), self.constants)
-            return self._as_channels(out, (x.shape[1],))
+            return as_channels(out, (x.shape[1],), self.n_channels)
         except (ValueError, TypeError, IndexError) as exc:
             raise ValueError(f"model evaluation over particles failed: {exc}") from exc
 
@@ -232,61 +217,22 @@ class OBEEngine:
         params = tuple(row[:, None] for row in theta)
         try:
             out = self.model(self._grid_rows, params, self.constants)
-            return self._as_channels(out, (theta.shape[1], self.n_settings))
+            return as_channels(out, (theta.shape[1], self.n_settings), self.n_channels)
         except (ValueError, TypeError, IndexError) as exc:
             raise ValueError(f"model evaluation over settings failed: {exc}") from exc
 
     # ------------------------------------------------------------------ input checks
     def _check_setting(self, settings: Any) -> tuple[float, ...]:
-        if type(settings) is tuple and len(settings) == self.n_knobs and all(
-                type(v) is float and math.isfinite(v) for v in settings):
-            return settings  # the fast path: what the selection methods return
-        try:
-            vals = np.asarray(settings, dtype=float).ravel()
-        except (TypeError, ValueError):
-            raise ValueError(f"settings must be {self.n_knobs} number(s), got {settings!r}") from None
-        if vals.size != self.n_knobs:
-            raise ValueError(f"settings must have {self.n_knobs} value(s), got {settings!r}")
-        if not np.isfinite(vals).all():
-            raise ValueError(f"settings must be finite, got {settings!r}")
-        return tuple(vals.tolist())
+        return check_setting(settings, self.n_knobs)
 
     def _check_y(self, y: Any) -> list[float]:
-        if self.n_channels == 1 and type(y) in (float, int) and math.isfinite(y):
-            return [float(y)]
-        try:
-            vals = np.asarray(y, dtype=float).ravel()
-        except (TypeError, ValueError):
-            raise ValueError(f"y must be {self.n_channels} number(s), got {y!r}") from None
-        if vals.size != self.n_channels:
-            raise ValueError(f"y must have {self.n_channels} value(s), got {y!r}")
-        if not np.isfinite(vals).all():
-            raise ValueError(f"y must be finite, got {y!r}")
-        return vals.tolist()
+        return check_y(y, self.n_channels)
 
     def _check_sigma(self, sigma: Any) -> list[float] | np.ndarray:
         """Sigma as a list of C floats (per channel) or a ``(C, N)`` array (per particle)."""
         if self.noise_parameter_index is not None:
             return np.stack([self.posterior._x[i] for i in self.noise_parameter_index])
-        c, n = self.n_channels, self.posterior.n_particles
-        if type(sigma) in (float, int) and math.isfinite(sigma) and sigma > 0:
-            return [float(sigma)] * c
-        if sigma is None:
-            raise ValueError("sigma is required (the model has no noise parameter)")
-        try:
-            s = np.asarray(sigma, dtype=float)
-        except (TypeError, ValueError):
-            raise ValueError(f"sigma must be numbers, got {sigma!r}") from None
-        if not np.isfinite(s).all() or (s <= 0).any():
-            raise ValueError("sigma must be finite and positive")
-        if s.ndim == 0 or (s.ndim == 1 and s.size == c):
-            return np.broadcast_to(s, (c,)).tolist()
-        if s.ndim == 1 and s.size == n:
-            return np.broadcast_to(s, (c, n))
-        if s.shape != (c, n):
-            raise ValueError(f"sigma must be a scalar, {c} per-channel values, {n} per-particle "
-                             f"values or shape ({c}, {n}); got shape {s.shape}")
-        return s
+        return check_sigma(sigma, self.n_channels, self.posterior.n_particles)
 
     # ------------------------------------------------------------------ likelihood and update
     def _exponent(self, ym: np.ndarray, y: list[float], sig: list[float] | np.ndarray,
