@@ -139,6 +139,19 @@ def test_bad_config_names_key_and_value(change, match):
         OBEEngine.from_config({**BASE, **change})
 
 
+def test_missing_seed_is_chosen_and_recorded():
+    a = OBEEngine.from_config({**BASE})
+    assert isinstance(a.config["seed"], int)
+    b = OBEEngine.from_config(a.config)
+    np.testing.assert_array_equal(a.particles, b.particles)
+    assert a.optimal_setting() == b.optimal_setting()
+
+
+def test_entropy_utilities_need_five_draws():
+    with pytest.raises(ValueError, match="n_draws >= 5"):
+        OBEEngine.from_config({**BASE, "utility": "pseudo_utility", "n_draws": 4})
+
+
 def test_config_must_be_object_and_name_model():
     with pytest.raises(ValueError, match="config must be an object"):
         obe_config.engine_from_config(["model"])

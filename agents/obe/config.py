@@ -25,7 +25,7 @@ Configuration keys (only ``model`` is required)::
     scale                bool, default true
     resampler            "systematic" | "residual" | "multinomial"
     cost                 positive number, or a list with one value per grid setting
-    seed                 int >= 0 or null
+    seed                 int >= 0, or null for a fresh one (recorded in engine.config["seed"])
     likelihood_precision "auto" | "double" | "single" (see OBEEngine)
     utility_precision    "double" | "single" (see OBEEngine)
 """
@@ -215,6 +215,8 @@ def engine_from_config(config: Mapping[str, Any]) -> OBEEngine:
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
                              or not 0 <= seed < MAX_SEED):
         raise ValueError(f"config key 'seed' must be null or an integer in [0, 2**63), got {seed!r}")
+    if seed is None:  # pick one now and record it in engine.config, so the run can be replayed
+        seed = int(np.random.SeedSequence().entropy % MAX_SEED)
 
     engine = OBEEngine(
         spec, tuple(axes), priors, constants, n_particles=n_particles, n_draws=n_draws,
@@ -229,4 +231,5 @@ def engine_from_config(config: Mapping[str, Any]) -> OBEEngine:
         utility_precision=_choice(config, "utility_precision", "double", ("double", "single")),
         seed=seed)
     engine.config = dict(config)
+    engine.config["seed"] = seed
     return engine

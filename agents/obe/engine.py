@@ -122,6 +122,9 @@ class OBEEngine:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
         if int(n_draws) < 2:
             raise ValueError(f"n_draws must be at least 2, got {n_draws!r}")
+        if utility in ("pseudo_utility", "full_kld") and int(n_draws) < 5:
+            raise ValueError(f"utility {utility!r} estimates entropies and needs n_draws >= 5, "
+                             f"got {n_draws!r}")
         if choke is not None and not 0.0 < float(choke) <= 1.0:
             raise ValueError(f"choke must be in (0, 1] or None, got {choke!r}")
         self.utility_method = utility
@@ -132,6 +135,7 @@ class OBEEngine:
         self.n_channels = self._detect_channels()
         self.default_noise_std = _positive_per_channel(default_noise_std, self.n_channels,
                                                        "default_noise_std")
+        self._noise_var_default = self.default_noise_std ** 2
         self.cost = self._check_cost(cost)
         self.noise_parameter_index: tuple[int, ...] | None = None
         if noise_parameter_index is not None:
@@ -324,7 +328,7 @@ class OBEEngine:
     # ------------------------------------------------------------------ utility and selection
     def _noise_var(self) -> np.ndarray:
         if self.noise_parameter_index is None:
-            return self.default_noise_std ** 2
+            return self._noise_var_default
         w, x = self.posterior._w, self.posterior._x
         return np.array([_dot(w, x[i] * x[i]) for i in self.noise_parameter_index])
 
@@ -341,7 +345,8 @@ class OBEEngine:
             u = _util.pseudo_utility(y, nv)
         else:
             u = _util.full_kld(y, nv, self.rng)
-        u /= self.cost
+        if not (isinstance(self.cost, float) and self.cost == 1.0):
+            u /= self.cost
         return u
 
     def _setting_at(self, index: int) -> tuple[float, ...]:

@@ -15,16 +15,13 @@ __all__ = ["UTILITIES", "differential_entropy", "variance_approx", "pseudo_utili
 def variance_approx(y: np.ndarray, noise_var: np.ndarray) -> np.ndarray:
     """``sum_c Var_d[y] / sigma_c**2`` (population variance over the draws)."""
     c, d, s = y.shape
-    out = np.zeros(s)
+    out = None
     for ch in range(c):
         yc = y[ch]
-        mean = yc.sum(axis=0)
-        mean *= 1.0 / d
-        yc -= mean
-        np.square(yc, out=yc)
-        acc = yc.sum(axis=0)
-        acc *= 1.0 / (d * noise_var[ch])
-        out += acc
+        yc -= yc.sum(axis=0) * (1.0 / d)
+        acc = np.einsum("ds,ds->s", yc, yc)  # one read pass, no temporary
+        acc *= 1.0 / (d * float(noise_var[ch]))
+        out = acc if out is None else out + acc
     return out
 
 
