@@ -1,0 +1,113 @@
+"""ControlClient: calls WAMP procedures through crossbar's HTTP caller bridge, over one keep-alive session.
+
+Every request has a timeout, and every failure — router down, agent not registered, an error the
+bridge reports inside an HTTP 200 — raises :class:`ControlClientError` with a message that names
+the URL or instance and what to check.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import requests
+
+#: Seconds any single HTTP request may take (long waits are split into requests of this size).
+DEFAULT_TIMEOUT = 10.0
+
+
+class ControlClientError(RuntimeError):
+    """A call through the HTTP bridge failed; ``str(exc)`` says what and what to check.
+
+    Attributes:
+        error_uri: the WAMP error URI (e.g. ``wamp.error.no_such_procedure``), or a
+            ``client_http.error.*`` URI for transport problems.
+        error_args: the error's positional arguments as the router sent them.
+    """
+
+    def __init__(self, message: str, error_uri: str, error_args: list | None = None,
+                 error_kwargs: dict | None = None) -> None:
+        super().__init__(message)
+        self.error_uri = error_uri
+        self.error_args = list(error_args or [])
+        self.error_kwargs = dict(error_kwargs or {})
+
+
+class ControlClient:
+    """Calls on one agent (``<address_root>.<instance_id>``) through the HTTP bridge.
+
+    Args:
+        agent_address: e.g. ``observatory.fake-data1``.
+        url: the bridge, e.g. ``http://127.0.0.1:8001/call``.
+        timeout: seconds for each request.
+        session: a ``requests.Session`` to share (one is made otherwise).
+    """
+
+    def __init__(self, agent_address: str, url: str, timeout: float = DEFAULT_TIMEOUT,
+                 session: requests.Session | None = None) -> None:
+        self.agent_address = agent_address
+        self.url = url
+        self.timeout = timeout
+        self.http = session or requests.Session()
+
+    def call(self, procedure: str, *args: Any, request_timeout: float | None = None,
+             **kwargs: Any) -> Any:
+        """Call ``procedure`` and return its single result; raise ControlClientError on failure."""
+        body = json.dumps({"procedure": procedure, "args": list(args), "kwargs": kwargs})
+        timeout = self.timeout if request_timeout is None else request_timeout
+        try:
+            response = self.http.post(self.url, data=body, timeout=timeout,
+                                      headers={"Content-Type": "application/json"})
+        except requests.Timeout:
+            raise ControlClientError(f"no answer from {self.url} within {timeout:g} s calling "
+                                     f"{procedure}; is the router overloaded or the agent stuck?",
+                                     "client_http.error.timeout") from None
+        except requests.RequestException as exc:
+            raise ControlClientError(f"cannot reach the router's HTTP bridge at {self.url} "
+                                     f"({type(exc).__name__}); is the router running? "
+                                     "(`ocs-core router status`)",
+                                     "client_http.error.connection_error",
+                                     [f"Failed to connect to {self.url}"]) from None
+        try:
+            reply = response.json()
+        except ValueError:
+            reply = None
+        if response.status_code != 200 or not isinstance(reply, dict):
+            raise ControlClientError(f"the HTTP bridge at {self.url} answered HTTP "
+                                     f"{response.status_code}: {response.text[:200]!r}",
+                                     "client_http.error.request_error",
+                                     [f"Server replied with code {response.status_code}"])
+        if "error" in reply:
+            raise self._bridge_error(procedure, reply)
+        result = reply.get("args") or [None]
+        return result[0]
+
+    def _bridge_error(self, procedure: str, reply: dict) -> ControlClientError:
+        uri = reply.get("error")
+        args = reply.get("args") or []
+        kwargs = reply.get("kwargs") or {}
+        if uri == "wamp.error.no_such_procedure":
+            msg = (f"agent {self.agent_address!r} is not registered on the router at {self.url} "
+                   f"(no callee for {procedure}); is the agent running? (`ocs-core scan`)")
+        elif uri == "wamp.error.not_authorized":
+            msg = (f"the router at {self.url} refused {procedure}: the address_root or realm of "
+                   "the site config does not match the router's")
+        else:
+            detail = "; ".join(str(a) for a in args) or "no detail"
+            msg = f"{procedure} failed at {self.url}: {uri}: {detail}"
+        return ControlClientError(msg, str(uri), args, kwargs)
+
+    def get_api(self) -> dict[str, Any]:
+        """The agent's ``get_api`` description."""
+        return self.call(self.agent_address, "get_api")
+
+    def request(self, action: str, op_name: str, params: Any = None, timeout: float | None = None,
+                request_timeout: float | None = None, **kwargs: Any) -> list:
+        """One control request on ``<agent>.ops``; returns ``[code, message, session]``."""
+        if action == "wait":
+            kwargs["timeout"] = timeout
+        return self.call(f"{self.agent_address}.ops", action, op_name,
+                         params if params is not None else {},
+                         request_timeout=request_timeout, **kwargs)
+
+    def close(self) -> None:
+        self.http.close()

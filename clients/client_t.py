@@ -1,0 +1,186 @@
+"""Twisted control programs: run a function over a WebSocket session, and control agents' ops from it.
+
+    from clients import client_t
+
+    def main(app, args):
+        delay = client_t.TaskClient(app, 'observatory.fake-data1', 'delay_task')
+        yield delay.start(params={'delay': 1})
+        yield delay.wait()
+        yield client_t.dsleep(0.05)
+
+    client_t.run_control_script(main)
+
+``TaskClient`` and ``ProcessClient`` also work inside an agent's op: pass the agent
+(:class:`ocs_core.agent.OCSAgent`) as ``app`` and they use its current session.
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+from typing import Any, Callable
+
+from ocs_core import _quiet_imports  # noqa: F401  (before autobahn)
+from autobahn.twisted.wamp import ApplicationSession
+from autobahn.twisted.websocket import WampWebSocketClientFactory
+from autobahn.wamp.types import ComponentConfig
+from twisted.internet import defer
+from twisted.internet.endpoints import clientFromString
+
+from ocs_core.util import dsleep
+from clients.site import parse_control_args, resolve_hub
+
+__all__ = ["run_control_script", "OperationClient", "TaskClient", "ProcessClient", "dsleep"]
+
+
+def _session_of(app: Any) -> ApplicationSession:
+    session = getattr(app, "session", app) if not isinstance(app, ApplicationSession) else app
+    if session is None:
+        raise ConnectionError("not connected to the router (the agent's session is down)")
+    return session
+
+
+class OperationClient:
+    """Control one op of one agent; every method returns a Deferred of ``[code, message, session]``.
+
+    Args:
+        app: a joined ``ApplicationSession``, or an agent whose ``.session`` is used.
+        agent_address: e.g. ``observatory.fake-data1``.
+        op_name: the Task or Process name.
+    """
+
+    def __init__(self, app: Any, agent_address: str, op_name: str) -> None:
+        self.app = app
+        self.agent_address = agent_address
+        self.op_name = op_name
+
+    def request(self, action: str, params: Any = None, timeout: float | None = None) -> defer.Deferred:
+        """Send ``action`` (start, status, wait, stop, abort) to the op."""
+        try:
+            session = _session_of(self.app)
+        except ConnectionError as exc:
+            return defer.fail(exc)
+        return session.call(f"{self.agent_address}.ops", action, self.op_name,
+                            params=params, timeout=timeout)
+
+    def start(self, params: dict | None = None, **kw: Any) -> defer.Deferred:
+        """Start the op with ``params`` (a dict, or keyword arguments)."""
+        return self.request("start", params=dict(params or {}, **kw))
+
+    def status(self) -> defer.Deferred:
+        return self.request("status")
+
+    def wait(self, timeout: float | None = None) -> defer.Deferred:
+        """Fires when the op is done, or with a TIMEOUT reply after ``timeout`` seconds."""
+        return self.request("wait", timeout=timeout)
+
+
+class TaskClient(OperationClient):
+    """An OperationClient for a Task (adds ``abort``)."""
+
+    def abort(self, params: Any = None) -> defer.Deferred:
+        return self.request("abort", params=params)
+
+
+class ProcessClient(OperationClient):
+    """An OperationClient for a Process (adds ``stop``)."""
+
+    def stop(self, params: Any = None) -> defer.Deferred:
+        return self.request("stop", params=params)
+
+
+def _as_deferred(func: Callable, *args: Any, **kwargs: Any) -> defer.Deferred:
+    if inspect.isgeneratorfunction(func):
+        return defer.inlineCallbacks(func)(*args, **kwargs)
+    try:
+        result = func(*args, **kwargs)
+    except BaseException:
+        return defer.fail()
+    if inspect.iscoroutine(result):
+        return defer.ensureDeferred(result)
+    return defer.maybeDeferred(lambda: result)
+
+
+class _ScriptSession(ApplicationSession):
+    def __init__(self, config: ComponentConfig, on_join: Callable, on_gone: Callable) -> None:
+        super().__init__(config)
+        self._on_join = on_join
+        self._on_gone = on_gone
+
+    def onJoin(self, details):  # noqa: N802
+        self._on_join(self)
+
+    def onLeave(self, details):  # noqa: N802
+        self.leave_reason = details.reason
+        self.disconnect()
+
+    def onDisconnect(self):  # noqa: N802
+        self._on_gone(getattr(self, "leave_reason", None))
+
+
+def run_with_session(hub: Any, func: Callable, *args: Any, **kwargs: Any) -> int:
+    """Join ``hub``'s realm over WebSocket, run ``func(session, *args, **kwargs)`` to its end,
+    leave, and return an exit status (0 on success, 1 on failure). Runs the reactor."""
+    from twisted.internet import reactor
+
+    outcome: dict[str, Any] = {"code": 0, "finished": False}
+
+    def joined(session: ApplicationSession) -> None:
+        d = _as_deferred(func, session, *args, **kwargs)
+
+        def failed(failure):
+            outcome["code"] = 1
+            if failure.check(KeyboardInterrupt):
+                return
+            print(f"error: {failure.type.__name__}: {failure.value}", file=sys.stderr)
+            if not failure.check(ConnectionError, ValueError, LookupError):
+                failure.printTraceback(file=sys.stderr)
+
+        d.addErrback(failed)
+
+        def done(_):
+            outcome["finished"] = True
+            if session.is_attached():
+                return session.leave()
+        d.addBoth(done)
+        d.addBoth(lambda _: reactor.stop() if reactor.running else None)
+
+    def gone(reason: str | None) -> None:
+        if outcome["finished"] or not reactor.running:
+            return
+        outcome["code"] = 1
+        why = f" ({reason})" if reason and reason != "wamp.close.normal" else ""
+        print(f"error: lost the router at {hub.wamp_server}{why}", file=sys.stderr)
+        reactor.stop()
+
+    factory = WampWebSocketClientFactory(
+        lambda: _ScriptSession(ComponentConfig(realm=hub.wamp_realm), joined, gone),
+        url=hub.wamp_server)
+    endpoint = clientFromString(reactor, f"tcp:host={factory.host}:port={factory.port}:timeout=5")
+
+    def unreachable(failure):
+        outcome["code"] = 1
+        print(f"error: cannot reach the router at {hub.wamp_server} ({failure.getErrorMessage()}); "
+              "is it running? (`ocs-core router status`)", file=sys.stderr)
+        reactor.stop()
+
+    reactor.callWhenRunning(lambda: endpoint.connect(factory).addErrback(unreachable))
+    reactor.run()
+    return outcome["code"]
+
+
+def run_control_script(func: Callable, parser: argparse.ArgumentParser | None = None,
+                       *args: Any, **kwargs: Any) -> None:
+    """Connect to the site's router over WebSocket, run ``func(app, parsed_args, *args, **kwargs)``,
+    then stop the reactor; exit with status 1 if it failed.
+
+    ``func`` may be an ``inlineCallbacks``-style generator, a coroutine function, or return a
+    Deferred. ``parser`` defaults to one with the site options (``--site-file``, ...).
+    """
+    try:
+        pargs = parse_control_args(parser)
+        hub = resolve_hub(pargs)
+    except ValueError as exc:  # SiteConfigError
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(run_with_session(hub, func, pargs, *args, **kwargs))

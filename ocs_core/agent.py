@@ -1,0 +1,426 @@
+"""OCSAgent: an agent's WAMP presence — registration, control RPCs, feeds, heartbeats, reconnects.
+
+The agent joins the realm, registers ``<root>.<instance-id>`` (management) and
+``<root>.<instance-id>.ops`` (control), publishes a heartbeat every second, and serves its
+Tasks and Processes through :class:`ocs_core.operations.Operations`. When the router goes away,
+running operations keep running, feed events are queued, and the agent reconnects with backoff
+for as long as configured (default: for ever), registers again and replays the queued events.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ocs_core import _quiet_imports  # noqa: F401  (before autobahn)
+from autobahn.twisted.wamp import ApplicationSession
+from autobahn.twisted.websocket import WampWebSocketClientFactory
+from autobahn.wamp.exception import ApplicationError
+from autobahn.wamp.types import ComponentConfig, PublishOptions, SubscribeOptions
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet import defer, task
+from twisted.internet.endpoints import clientFromString
+from twisted.logger import Logger
+from twisted.python import threadable
+
+from ocs_core.feeds import Feed
+from ocs_core.logs import start_logging
+from ocs_core.operations import OpFunc, Operation, Operations
+from ocs_core.session import OpSession
+
+log = Logger(namespace="ocs_core.agent")
+
+RUNTIME_ERROR = "wamp.error.runtime_error"
+
+
+@dataclass
+class AgentConfig:
+    """Where an agent lives on the router, and how it behaves when the router goes away."""
+
+    instance_id: str
+    address_root: str = "observatory"
+    wamp_server: str = "ws://127.0.0.1:8001/ws"
+    realm: str = "test_realm"
+    agent_class: str | None = None
+    crossbar_timeout: float = 0.0  #: seconds without the router before giving up; 0 = never
+    replay_delay: float = 1.0  #: seconds after a rejoin before queued feed events are replayed
+    heartbeat_period: float = 1.0
+    max_retry_delay: float = 3.0
+
+    @property
+    def address(self) -> str:
+        return f"{self.address_root}.{self.instance_id}"
+
+    @classmethod
+    def from_args(cls, args: Any, agent_class: str | None = None) -> AgentConfig:
+        """Build from parsed site arguments (``ocs_core.site_config.parse_args``)."""
+        return cls(instance_id=args.instance_id, address_root=args.address_root,
+                   wamp_server=args.site_hub, realm=args.site_realm, agent_class=agent_class,
+                   crossbar_timeout=float(getattr(args, "crossbar_timeout", 0) or 0))
+
+
+class _Session(ApplicationSession):
+    """The WAMP session; it hands every event to its agent."""
+
+    def __init__(self, config: ComponentConfig, agent: OCSAgent) -> None:
+        super().__init__(config)
+        self._agent = agent
+
+    def onJoin(self, details):  # noqa: N802 (autobahn's name)
+        return self._agent._joined(self, details)
+
+    def onLeave(self, details):  # noqa: N802
+        self._agent._left(self, details)
+        self.disconnect()
+
+    def onDisconnect(self):  # noqa: N802
+        self._agent._disconnected(self)
+
+
+class OCSAgent:
+    """An agent: register Tasks, Processes and feeds, then :meth:`run` (or :meth:`connect`).
+
+    Args:
+        config: address, router URL, realm and reconnect behaviour.
+        reactor: the Twisted reactor (default: the global one).
+    """
+
+    def __init__(self, config: AgentConfig, reactor: Any = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor
+        self.config = config
+        self.reactor = reactor
+        self.agent_address = config.address
+        self.agent_class = config.agent_class
+        self.session_id = str(time.time())
+        self.operations = Operations(reactor, on_message=self._log_session_message)
+        self.feeds: dict[str, Feed] = {}
+        self.heartbeat_enabled = True
+        self._heartbeat = Feed(self.agent_address, "heartbeat", agent_class=config.agent_class,
+                               session_id=self.session_id, outbox_size=0)
+        self._subscriptions: list[tuple[Callable, str, dict | None]] = []
+        self._session: _Session | None = None
+        self._feeds_live = False
+        self._joined_once = False
+        self._beat = task.LoopingCall(self._send_heartbeat)
+        self._beat.clock = reactor
+        self._service: ClientService | None = None
+        self._giveup = None
+        self._replay = None
+        self._shutting_down = False
+        self.exit_code = 0
+        self.on_first_join: defer.Deferred = defer.Deferred()
+
+    # -- registration API -------------------------------------------------------------------
+    def register_task(self, name: str, func: OpFunc, aborter: OpFunc | None = None, *,
+                      blocking: bool = True, aborter_blocking: bool | None = None,
+                      startup: bool | dict = False) -> Operation:
+        """Register a Task ``func(session, params) -> (ok, message)``; see ocs's register_task."""
+        return self.operations.register_task(name, func, aborter, blocking=blocking,
+                                             aborter_blocking=aborter_blocking, startup=startup)
+
+    def register_process(self, name: str, start: OpFunc, stop: OpFunc, *, blocking: bool = True,
+                         stopper_blocking: bool | None = None,
+                         startup: bool | dict = False) -> Operation:
+        """Register a Process with its start and stop functions."""
+        return self.operations.register_process(name, start, stop, blocking=blocking,
+                                                stopper_blocking=stopper_blocking, startup=startup)
+
+    def register_feed(self, name: str, *, record: bool = False, agg_params: dict | None = None,
+                      buffer_time: float = 0.0, outbox_size: int = 10_000) -> Feed:
+        """Register a feed published on ``<agent>.feeds.<name>``."""
+        if name in self.feeds or name == "heartbeat":
+            raise ValueError(f"feed {name!r} is already registered")
+        feed = Feed(self.agent_address, name, record=record, agg_params=agg_params,
+                    buffer_time=buffer_time, agent_class=self.agent_class,
+                    session_id=self.session_id, outbox_size=outbox_size)
+        self.feeds[name] = feed
+        return feed
+
+    def publish_to_feed(self, name: str, message: Any) -> None:
+        """Publish ``message`` on feed ``name``; safe from any thread.
+
+        Raises:
+            KeyError: no such feed. FeedError / TypeError: the message does not fit the feed.
+        """
+        feed = self.feeds[name]
+        self._emit_from_any_thread(feed, feed.payloads(message))
+
+    def flush_feed(self, name: str) -> None:
+        """Publish what a buffered recorded feed holds now."""
+        feed = self.feeds[name]
+        self._emit_from_any_thread(feed, feed.flush())
+
+    def subscribe(self, handler: Callable, topic: str, options: dict | None = None) -> None:
+        """Subscribe ``handler`` to ``topic`` now and on every (re)join."""
+        self._subscriptions.append((handler, topic, options))
+        if self._session is not None and self._session.is_attached():
+            self._subscribe_one(self._session, handler, topic, options)
+
+    @property
+    def session(self) -> ApplicationSession | None:
+        """The joined WAMP session, or None while the router is away."""
+        s = self._session
+        return s if s is not None and s.is_attached() else None
+
+    def call_op(self, agent_address: str, op_name: str, action: str, params: Any = None,
+                timeout: float | None = None) -> defer.Deferred:
+        """Control another agent's op; fires with its ``[code, message, session]`` reply."""
+        session = self.session
+        if session is None:
+            return defer.fail(ConnectionError(f"{self.agent_address} is not connected to the router"))
+        return session.call(f"{agent_address}.ops", action, op_name, params=params, timeout=timeout)
+
+    # -- connection -------------------------------------------------------------------------
+    def connect(self) -> None:
+        """Start connecting (and reconnecting) to the router."""
+        url = self.config.wamp_server
+        factory = WampWebSocketClientFactory(
+            lambda: _Session(ComponentConfig(realm=self.config.realm), self), url=url)
+        factory.setProtocolOptions(autoPingInterval=10, autoPingTimeout=5)
+        host, port = factory.host, factory.port
+        endpoint = clientFromString(self.reactor, f"tcp:host={host}:port={port}:timeout=5")
+        policy = backoffPolicy(initialDelay=0.25, factor=1.5, maxDelay=self.config.max_retry_delay)
+        self._service = ClientService(endpoint, factory, retryPolicy=policy, clock=self.reactor)
+        self._service.startService()
+        d = self._service.whenConnected(failAfterFailures=1)
+        d.addErrback(lambda f: None if self._joined_once else log.error(
+            "router unreachable at {url} ({why}); still trying", url=url, why=f.getErrorMessage()))
+        if self.config.crossbar_timeout > 0:
+            self._arm_giveup()
+
+    def _joined(self, session: _Session, details: Any) -> defer.Deferred:
+        return defer.ensureDeferred(self._on_join(session))
+
+    async def _on_join(self, session: _Session) -> None:
+        addr = self.agent_address
+        try:
+            await session.register(self._ops_rpc, f"{addr}.ops")
+            await session.register(self._management_rpc, addr)
+        except ApplicationError as exc:
+            self._fatal_registration(exc)
+            return
+        self._session = session
+        self._cancel_giveup()
+        for handler, topic, options in self._subscriptions:
+            self._subscribe_one(session, handler, topic, options)
+        if not self._beat.running:
+            self._beat.start(self.config.heartbeat_period, now=True)
+        first = not self._joined_once
+        self._joined_once = True
+        if first:
+            log.info("{addr} joined realm {realm} at {url}", addr=addr, realm=self.config.realm,
+                     url=self.config.wamp_server)
+            self._feeds_live = True
+            self.operations.run_startup_ops()
+            self.on_first_join.callback(self)
+        else:
+            log.info("{addr} rejoined the router; replaying queued feed events in {d:.1f} s",
+                     addr=addr, d=self.config.replay_delay)
+            self._replay = self.reactor.callLater(self.config.replay_delay, self._replay_queued)
+
+    def _fatal_registration(self, exc: ApplicationError) -> None:
+        addr = self.agent_address
+        if exc.error == "wamp.error.procedure_already_exists":
+            why = (f"instance-id {self.config.instance_id!r} is already running on this router "
+                   f"({addr} is registered)")
+        elif exc.error == "wamp.error.not_authorized":
+            why = (f"the router refused to register {addr}: address_root "
+                   f"{self.config.address_root!r} or realm {self.config.realm!r} does not match "
+                   "the router's configuration (wamp.error.not_authorized)")
+        else:
+            why = f"registering {addr} failed: {exc.error} {exc.args}"
+        log.error("{why}", why=why)
+        self.exit_code = 1
+        self.shutdown()
+
+    def _left(self, session: _Session, details: Any) -> None:
+        if not self._joined_once and details.reason in ("wamp.error.no_such_realm",
+                                                        "wamp.error.not_authorized"):
+            log.error("the router at {url} refused realm {realm!r} ({reason})",
+                      url=self.config.wamp_server, realm=self.config.realm, reason=details.reason)
+            self.exit_code = 1
+            self.shutdown()
+
+    def _disconnected(self, session: _Session) -> None:
+        if session is not self._session:
+            return
+        self._session = None
+        self._feeds_live = False
+        if self._replay is not None and self._replay.active():
+            self._replay.cancel()
+        for feed in self.feeds.values():
+            feed.requeue_inflight()
+        if self._beat.running:
+            self._beat.stop()
+        if not self._shutting_down:
+            log.warn("lost the router at {url}; ops keep running, feed events are queued, "
+                     "reconnecting", url=self.config.wamp_server)
+            if self.config.crossbar_timeout > 0:
+                self._arm_giveup()
+
+    def _arm_giveup(self) -> None:
+        self._cancel_giveup()
+        self._giveup = self.reactor.callLater(self.config.crossbar_timeout, self._give_up)
+
+    def _cancel_giveup(self) -> None:
+        if self._giveup is not None and self._giveup.active():
+            self._giveup.cancel()
+        self._giveup = None
+
+    def _give_up(self) -> None:
+        log.error("no router at {url} for {t:.0f} s (--crossbar-timeout); stopping",
+                  url=self.config.wamp_server, t=self.config.crossbar_timeout)
+        self.exit_code = 1
+        self.shutdown()
+
+    def _subscribe_one(self, session, handler, topic, options) -> None:
+        opts = SubscribeOptions(**options) if options else None
+        d = session.subscribe(handler, topic, options=opts)
+        d.addErrback(lambda f: log.error("subscribing to {topic} failed: {why}", topic=topic,
+                                         why=f.getErrorMessage()))
+
+    # -- RPC handlers -----------------------------------------------------------------------
+    def _management_rpc(self, q: str | None = None, *args: Any, **kwargs: Any) -> Any:
+        if q is None:
+            raise ApplicationError(RUNTIME_ERROR, "management call needs one argument: "
+                                   "get_api, get_tasks, get_processes, get_feeds or get_agent_class")
+        if q == "get_api":
+            return self.get_api()
+        if q == "get_tasks":
+            return [[o.name, o.encoded_session(), o.op_info()] for o in self.operations.tasks()]
+        if q == "get_processes":
+            return [[o.name, o.encoded_session(), o.op_info()] for o in self.operations.processes()]
+        if q == "get_feeds":
+            return self._feed_list()
+        if q == "get_agent_class":
+            return self.agent_class
+        return None
+
+    def get_api(self) -> dict[str, Any]:
+        """The agent's self-description (ocs 0.12's ``get_api``)."""
+        ops = self.operations
+        return {
+            "agent_class": self.agent_class,
+            "instance_hostname": socket.gethostname(),
+            "instance_pid": os.getpid(),
+            "feeds": self._feed_list(),
+            "processes": [[o.name, o.encoded_session(), o.op_info()] for o in ops.processes()],
+            "tasks": [[o.name, o.encoded_session(), o.op_info()] for o in ops.tasks()],
+            "access_control": {"version": 1, "policy": "none", "update_timestamp": float(self.session_id),
+                               "update_count": 0, "step": 0},
+        }
+
+    def _feed_list(self) -> list[list[Any]]:
+        feeds = list(self.feeds.values()) + [self._heartbeat]
+        return [[f.name, f.feed_info()] for f in feeds]
+
+    def _ops_rpc(self, action: str | None = None, op_name: str | None = None, params: Any = None,
+                 timeout: Any = None, password: Any = None, **unexpected: Any) -> Any:
+        if unexpected:
+            raise ApplicationError(RUNTIME_ERROR, f"unexpected keyword argument(s) {sorted(unexpected)}; "
+                                   "ops calls take action, op_name, params, timeout, password")
+        if not isinstance(action, str) or not isinstance(op_name, str):
+            raise ApplicationError(RUNTIME_ERROR, "ops calls need two string arguments: action "
+                                   f"(start, status, wait, stop, abort) and op_name; got {action!r}, {op_name!r}")
+        return self.operations.dispatch(action, op_name, params, timeout)
+
+    # -- feeds over the wire ----------------------------------------------------------------
+    def _emit_from_any_thread(self, feed: Feed, payloads: list) -> None:
+        if not payloads:
+            return
+        if threadable.isInIOThread():
+            self._emit(feed, payloads)
+        else:
+            self.reactor.callFromThread(self._emit, feed, payloads)
+
+    def _emit(self, feed: Feed, payloads: list) -> None:
+        for payload in payloads:
+            event = feed.make_event(payload)
+            if self._feeds_live and self.session is not None:
+                self._send(feed, event)
+            else:
+                feed.queue(event)
+
+    def _send(self, feed: Feed, event: list) -> None:
+        seq = event[1]["seq"]
+        feed.inflight[seq] = event
+        d = self._session.publish(feed.address, event, options=PublishOptions(acknowledge=True))
+        d.addCallback(lambda _: feed.inflight.pop(seq, None))
+        d.addErrback(lambda f: None)  # stays in flight; requeued when the connection drops
+
+    def _replay_queued(self) -> None:
+        if self.session is None:
+            return
+        total = 0
+        for feed in self.feeds.values():
+            if feed.dropped:
+                log.warn("feed {f}: {n} events were dropped while the router was away (queue full)",
+                         f=feed.name, n=feed.dropped)
+                feed.dropped = 0
+            while feed.outbox:
+                self._send(feed, feed.outbox.popleft())
+                total += 1
+        self._feeds_live = True
+        if total:
+            log.info("replayed {n} queued feed events", n=total)
+
+    def _send_heartbeat(self) -> None:
+        if self.heartbeat_enabled and self.session is not None:
+            self.session.publish(self._heartbeat.address,
+                                 self._heartbeat.make_event(self.operations.op_codes()))
+
+    def _log_session_message(self, session: OpSession, text: str) -> None:
+        log.info("{op}:{sid} {text}", op=session.op_name, sid=session.session_id, text=text)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def shutdown(self) -> defer.Deferred:
+        """Stop every op (briefly waiting for them), leave the router and stop the reactor."""
+        if self._shutting_down:
+            return defer.succeed(None)
+        self._shutting_down = True
+        # A blocking op that ignores its stopper must not keep the process alive.
+        killer = threading.Timer(3.0, os._exit, (self.exit_code or 0,))
+        killer.daemon = True
+        killer.start()
+        d = self.operations.stop_all(timeout=0.8)
+
+        def leave(_):
+            if self._beat.running:
+                self._beat.stop()
+            if self._service is not None:
+                return self._service.stopService()
+
+        d.addCallback(leave)
+        d.addBoth(lambda _: self.reactor.stop() if self.reactor.running else None)
+        return d
+
+    def run(self) -> None:
+        """Connect, serve until SIGTERM/SIGINT (or a fatal error), then exit with a status."""
+        threadpool = self.reactor.getThreadPool()
+        threadpool.adjustPoolsize(maxthreads=max(threadpool.max, 20))
+        self.reactor.callWhenRunning(self.connect)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.reactor.callFromThread(self.shutdown))
+        self.reactor.run(installSignalHandlers=False)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(self.exit_code)
+
+
+def init_site_agent(args: Any, agent_class: str, log_level: str | None = None) -> OCSAgent:
+    """Make an agent from parsed site arguments and start its logging.
+
+    Logs go to stderr and to ``<log-dir>/<address>.log`` when the host has a log directory.
+    """
+    config = AgentConfig.from_args(args, agent_class=agent_class)
+    log_dir = getattr(args, "log_dir", None)
+    log_file = os.path.join(log_dir, f"{config.address}.log") if log_dir else None
+    start_logging(level=log_level or os.environ.get("LOGLEVEL", "info"), log_file=log_file,
+                  prefix=f"{config.instance_id} ")
+    return OCSAgent(config)

@@ -1,0 +1,71 @@
+"""Logging for agents and tools: one line per event on stderr and in the agent's log file.
+
+Events below ``level`` are dropped; libraries (autobahn, twisted) are held to warnings. A logged
+failure prints one summary line on stderr; its traceback goes to the log file only.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+import txaio
+from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredicate,
+                            formatEvent, globalLogBeginner)
+
+_LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn,
+           "error": LogLevel.error, "critical": LogLevel.critical}
+_started = False
+
+
+class _LineObserver:
+    def __init__(self, stream: IO[str] | None, file: IO[str] | None, prefix: str) -> None:
+        self.stream = stream
+        self.file = file
+        self.prefix = prefix
+
+    def __call__(self, event: dict) -> None:
+        text = formatEvent(event).replace("\n", " | ")
+        failure = event.get("log_failure")
+        if failure is not None:
+            text = f"{text}: {failure.type.__name__}: {failure.value}"
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(event.get("log_time", time.time())))
+        frac = f"{event.get('log_time', 0.0) % 1:.3f}"[1:]
+        level = event.get("log_level", LogLevel.info).name.upper()
+        line = f"{stamp}{frac} {level:5} {self.prefix}{text}\n"
+        for out in (self.stream, self.file):
+            if out is not None:
+                out.write(line)
+        if self.file is not None:
+            if failure is not None:
+                self.file.write(failure.getTraceback())
+            self.file.flush()
+
+
+def start_logging(level: str = "info", log_file: str | Path | None = None, prefix: str = "",
+                  stream: IO[str] | None = sys.stderr) -> None:
+    """Send Twisted and autobahn logging to ``stream`` and ``log_file``, one line per event.
+
+    Args:
+        level: lowest level shown for ocs-core's own messages.
+        log_file: appended to (its directory is created); None for no file.
+        prefix: put before every message, e.g. the instance-id.
+        stream: where lines are printed (None: file only).
+    """
+    global _started
+    if _started:
+        return
+    _started = True
+    txaio.use_twisted()
+    txaio.set_global_log_level("warn")
+    file = None
+    if log_file is not None:
+        path = Path(log_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        file = open(path, "a", encoding="utf-8", buffering=1)
+    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.warn)
+    for namespace in ("ocs_core", "agents", "clients", "__main__"):
+        predicate.setLogLevelForNamespace(namespace, _LEVELS.get(level, LogLevel.info))
+    observer = FilteringLogObserver(_LineObserver(stream, file, prefix), [predicate])
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False, discardBuffer=True)

@@ -1,0 +1,13 @@
+"""Small Twisted helpers shared by agents and control programs."""
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import defer, task
+
+
+def dsleep(seconds: float, reactor: Any = None) -> defer.Deferred:
+    """A Deferred that fires after ``seconds`` without blocking the reactor (``yield`` or ``await`` it)."""
+    if reactor is None:
+        from twisted.internet import reactor
+    return task.deferLater(reactor, max(0.0, float(seconds)), lambda: None)

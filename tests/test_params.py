@@ -1,0 +1,74 @@
+"""Declarative parameters: the rules and the exact rejection messages (no network)."""
+import pytest
+
+from ocs_core.params import ParamError, declared_params, param, validate_params
+
+
+@param("delay", default=5.0, type=float, min=0.0, max=60.0)
+@param("succeed", default=True, type=bool)
+@param("mode", default="a", choices=["a", "b"])
+@param("name", cast=str.lower)
+def op(session, params):
+    return True, "ok"
+
+
+SPECS = declared_params(op)
+
+
+def test_written_order_and_defaults():
+    assert [s.key for s in SPECS] == ["delay", "succeed", "mode", "name"]
+    assert validate_params(SPECS, {"name": "ABC"}) == {"delay": 5.0, "succeed": True, "mode": "a",
+                                                        "name": "abc"}
+
+
+def test_int_becomes_float_and_none_means_default():
+    out = validate_params(SPECS, {"delay": 2, "name": "x", "succeed": None})
+    assert out["delay"] == 2.0 and isinstance(out["delay"], float) and out["succeed"] is True
+
+
+@pytest.mark.parametrize("params, message", [
+    ({}, "Param 'name' is required and must not be None"),
+    ({"name": "x", "delay": "soon"}, "Param 'delay'='soon' is not of required type (<class 'float'>)"),
+    ({"name": "x", "delay": -1}, "Param 'delay'=-1.0 is below the minimum (0.0)"),
+    ({"name": "x", "delay": 61}, "Param 'delay'=61.0 is above the maximum (60.0)"),
+    ({"name": "x", "mode": "c"}, "Param 'mode'='c' is not in allowed set (['a', 'b'])"),
+    ({"name": 3}, "Param 'name'=3 could not be cast to"),
+    ({"name": "x", "bogus": 1, "other": 2}, "params included unexpected values: ['bogus', 'other']"),
+    ("text", "params must be an object"),
+])
+def test_rejections_name_param_and_rule(params, message):
+    with pytest.raises(ParamError) as info:
+        validate_params(SPECS, params)
+    assert str(info.value).startswith(message)
+
+
+def test_check_function_and_nonfinite():
+    @param("x", type=float, check=lambda v: v != 3)
+    def f(s, p):
+        pass
+    specs = declared_params(f)
+    with pytest.raises(ParamError, match="failed validity check"):
+        validate_params(specs, {"x": 3})
+    with pytest.raises(ParamError, match="not a finite number"):
+        validate_params(specs, {"x": float("nan")})
+
+
+def test_no_params_and_drop_strays():
+    @param("_")
+    def none(s, p):
+        pass
+    assert validate_params(declared_params(none), None) == {}
+    assert validate_params(declared_params(none), []) == {}
+    with pytest.raises(ParamError, match="unexpected"):
+        validate_params(declared_params(none), {"a": 1})
+
+    @param("_no_check_strays")
+    @param("a", default=1)
+    def lax(s, p):
+        pass
+    assert validate_params(declared_params(lax), {"a": 2, "zzz": 3}) == {"a": 2}
+
+
+def test_bad_default_fails_at_declaration():
+    with pytest.raises(ValueError, match="breaks its own declaration"):
+        param("x", default=5, type=int, max=3)

@@ -1,0 +1,112 @@
+"""Interop: our UDP rig communicator and the real iblutil EchoProtocol exchange messages both ways.
+
+iblutil (and its heavy dependencies: numba, pandas, pyarrow, scipy) lives in a separate Python
+environment named by OCS_CORE_IBLUTIL_PYTHON, e.g.::
+
+    python3 -m venv /tmp/iblvenv && /tmp/iblvenv/bin/pip install iblutil
+    OCS_CORE_IBLUTIL_PYTHON=/tmp/iblvenv/bin/python pytest tests/test_rig_iblutil_interop.py
+"""
+import json
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, protocol, reactor
+
+from agents.rig.events import ExpMessage, ExpStatus
+from agents.rig.udp import udp_communicator
+
+PEER = Path(__file__).parent / "peers" / "iblutil_rig.py"
+ENV = "OCS_CORE_IBLUTIL_PYTHON"
+DEADLINE = 20.0
+
+
+def _iblutil_python():
+    python = os.environ.get(ENV)
+    if not python:
+        pytest.skip(f"{ENV} is not set: point it at a Python with iblutil installed to run the interop test")
+    try:
+        probe = subprocess.run(
+            [python, "-c", "import iblutil.io.net.app"], capture_output=True, timeout=60, text=True
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"{ENV}={python} cannot run: {exc}")
+    if probe.returncode != 0:
+        pytest.skip(f"{ENV}={python} cannot import iblutil.io.net.app: {probe.stderr.strip()[-200:]}")
+    return python
+
+
+class _Peer(protocol.ProcessProtocol):
+    """Collects the peer's JSON lines; each waiter gets the next line."""
+
+    def __init__(self):
+        self.buffer = b""
+        self.lines = defer.DeferredQueue()
+        self.stderr = b""
+        self.ended = defer.Deferred()
+
+    def outReceived(self, data):
+        self.buffer += data
+        while b"\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            if line.strip():
+                self.lines.put(json.loads(line))
+
+    def errReceived(self, data):
+        self.stderr = (self.stderr + data)[-20000:]
+
+    def processEnded(self, reason):
+        self.ended.callback(reason.value.exitCode)
+
+
+def _free_udp_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.interop
+@pytest_twisted.ensureDeferred
+async def test_round_trip_with_real_iblutil():
+    python = _iblutil_python()
+    ibl_port = _free_udp_port()
+    ours = await udp_communicator(remote=("127.0.0.1", ibl_port), name="ours")
+    peer = _Peer()
+    process = reactor.spawnProcess(
+        peer, python, [python, str(PEER), str(ibl_port), str(ours.transport.local_address[1])], env=dict(os.environ)
+    )
+
+    async def line():
+        return await peer.lines.get().addTimeout(DEADLINE, reactor)
+
+    try:
+        assert (await line()) == {"step": "ready", "version": "1.0.0"}
+        # ours -> iblutil server: EXPSTART confirmed by iblutil's echo
+        info = ours.on_event("EXPINFO")
+        init_d = ours.on_event(ExpMessage.EXPINIT)  # listen before iblutil's client can send
+        await ours.start("2022-01-01_1_mouse", {"from": "ours"}).addTimeout(DEADLINE, reactor)
+        got = await line()
+        assert got["step"] == "server-got" and got["event"] == "EXPSTART"
+        assert got["data"] == ["2022-01-01_1_mouse", {"from": "ours"}]
+        assert got["addr"] == list(ours.transport.local_address)
+        # iblutil server -> ours: EXPINFO, confirmed by our echo
+        msg = await info.addTimeout(DEADLINE, reactor)
+        assert msg.status is ExpStatus.RUNNING and msg.data == {"from": "iblutil"}
+        assert (await line()) == {"step": "server-confirmed"}
+        # iblutil client -> ours: EXPINIT; then ours -> iblutil client: EXPEND
+        init = await init_d.addTimeout(DEADLINE, reactor)
+        assert init.data == {"hello": "from iblutil"}
+        assert (await line()) == {"step": "client-confirmed"}
+        await ours.stop({"trials": 3}, addr=init.source).addTimeout(DEADLINE, reactor)
+        assert (await line()) == {"step": "client-got", "event": "EXPEND", "data": [{"trials": 3}]}
+        assert (await peer.ended.addTimeout(DEADLINE, reactor)) == 0
+    except BaseException:
+        print(peer.stderr.decode(errors="replace")[-4000:])
+        if process.pid:
+            process.signalProcess("KILL")
+        raise
+    finally:
+        ours.close()
