@@ -6,7 +6,9 @@ import socket
 import time
 
 import pytest
+import pytest_twisted
 import yaml
+from twisted.internet import threads
 
 from clients.ocs_client import OCSClient
 from ocs_core.testing import free_port
@@ -14,6 +16,7 @@ from ocs_core.testing import free_port
 import raw_obe_client as raw
 from sim_instrument_agent import ENV as SIM_ENV
 from test_obe_tcp import _malformed_cases
+from wamp_helpers import Subscriber, until
 
 RUN = {"model": "lorentzian", "settings": {"start": 1.5, "stop": 4.5, "num": 200},
        "priors": {"x0": {"uniform": [2.0, 4.0]}, "a": {"uniform": [-2000.0, -400.0]},
@@ -309,3 +312,27 @@ def test_adaptive_scan_failing_instrument_leaves_run_intact(obe, instruments):
     assert "give a stop rule" in failed(run_scan(c, instrument="sim-inst"))
     assert "not a parameter" in failed(run_scan(c, instrument="sim-inst", target_param="q",
                                                 target_std=1.0))
+
+
+@pytest_twisted.ensureDeferred
+async def test_posterior_feed_after_each_update(router, obe):
+    c, port, _ = obe
+    sub = Subscriber(router.ws_url, "observatory.obe-t1.feeds.posterior")
+    await sub.start()
+    try:
+        run = await threads.deferToThread(lambda: data(c.newrun()))
+        for x in (2.9, 3.05):
+            reply = await threads.deferToThread(
+                raw.tcpcmd, port, {"command": "newdat", "x": [x], "y": lor(x), "s": 100.0})
+            assert reply == "OK"
+        await until(lambda: len(sub.events) >= 2, what="two posterior feed events")
+        mean = await threads.deferToThread(raw.tcpcmd, port, {"command": "getmean"})
+        blocks = [e[0][f"run{run['run_id']}"] for e in sub.events[-2:]]
+        assert [b["data"]["n_measurements"] for b in blocks] == [[1], [2]]
+        assert [b["data"]["setting_0"] for b in blocks] == [[2.9], [3.05]]
+        last = blocks[-1]["data"]
+        assert set(last) == {"n_measurements", "setting_0", "mean_x0", "std_x0", "mean_a", "std_a",
+                             "mean_b", "std_b"}
+        assert [last["mean_x0"][0], last["mean_a"][0], last["mean_b"][0]] == mean
+    finally:
+        await sub.stop()
