@@ -100,8 +100,11 @@ class OBEAgent:
             data[f"std_{_field(name)}"] = s
         for k, v in enumerate(update["setting"]):
             data[f"setting_{k}"] = v
-        self.agent.publish_to_feed(FEED, {"block_name": f"run{update['run_id']}",
-                                          "timestamp": time.time(), "data": data})
+        message = {"block_name": f"run{update['run_id']}", "timestamp": time.time(), "data": data}
+        reactor = self.agent.reactor
+        # Publish a moment later, from the reactor: the reply to the measurement goes out first.
+        # (publishing from the worker thread directly made each TCP newdat ~3 ms slower).
+        reactor.callFromThread(reactor.callLater, 0, self.agent.publish_to_feed, FEED, message)
 
     # ------------------------------------------------------------------ runs
     @param("model", default=None, type=str)
@@ -427,6 +430,9 @@ def make_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argum
     g.add_argument("--no-tcp", action="store_true", help="do not start serve_tcp at startup")
     g.add_argument("--db", default=None, metavar="PATH",
                    help="SQLite file of runs (default ./<instance-id>.obe.sqlite3; ':memory:' keeps nothing)")
+    g.add_argument("--sync", choices=["full", "normal"], default="full",
+                   help="SQLite durability: full (fsync each measurement: survives power loss) or "
+                        "normal (survives a killed agent, not a power cut); default full")
     g.add_argument("--run-config", default=None, metavar="PATH",
                    help="default run configuration (YAML/JSON) for newrun without a full configuration")
     g.add_argument("--newrun-handler", default=None, metavar="MODULE:FUNCTION",
@@ -445,7 +451,7 @@ def main(args: list[str] | None = None) -> None:
     db = parsed.db or os.path.join(os.getcwd(), f"{parsed.instance_id}.obe.sqlite3")
     default_config = load_run_config(parsed.run_config) if parsed.run_config else None
     handler = load_handler(parsed.newrun_handler) if parsed.newrun_handler else None
-    service = OBEService(RunStore(db), default_config=default_config, newrun_handler=handler,
+    service = OBEService(RunStore(db, durable=parsed.sync == "full"), default_config=default_config, newrun_handler=handler,
                          snapshot_every=parsed.snapshot_every)
     try:
         info = service.restore()
