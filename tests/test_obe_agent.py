@@ -336,3 +336,39 @@ async def test_posterior_feed_after_each_update(router, obe):
         assert [last["mean_x0"][0], last["mean_a"][0], last["mean_b"][0]] == mean
     finally:
         await sub.stop()
+
+
+def test_serve_tcp_stop_restart_and_port_in_use(obe):
+    c, port, _ = obe
+    assert c.serve_tcp.status().session["data"] == {"interface": "127.0.0.1", "port": port}
+    assert c.serve_tcp.stop().status == 0
+    s = c.serve_tcp.wait(timeout=10).session
+    assert s["success"] and f"Stopped serving on 127.0.0.1:{port}" in s["messages"][-2][1]
+    with pytest.raises(OSError):
+        raw.tcpcmd(port, {"command": "ready"})
+    with socket.socket() as blocker:  # a taken port: a clear failure, the agent stays up
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen(1)
+        taken = blocker.getsockname()[1]
+        assert c.serve_tcp.start(port=taken).status == 0
+        s = c.serve_tcp.wait(timeout=10).session
+        assert s["success"] is False and f"cannot listen on 127.0.0.1:{taken}" in s["messages"][-2][1]
+    assert c.serve_tcp.start().status == 0  # back on the configured port
+    assert wait_tcp(port) == "OK"
+    assert data(c.ready())["ready"] is True
+
+
+def test_bad_run_config_file_is_a_clear_startup_error(router, tmp_path):
+    router.add_instance("OBEAgent", "obe-badcfg", ["--db", ":memory:", "--no-tcp",
+                                                    "--run-config", str(tmp_path / "missing.yaml")])
+    agent = router.agent("obe-badcfg")
+    try:
+        deadline = time.monotonic() + 20
+        while agent.returncode is None:
+            assert time.monotonic() < deadline, agent.log_text()
+            time.sleep(0.05)
+        assert agent.returncode == 1
+        assert "OBEAgent cannot start" in agent.log_text() and "missing.yaml" in agent.log_text()
+        assert "Traceback" not in agent.log_text()
+    finally:
+        agent.terminate()

@@ -444,13 +444,25 @@ def make_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argum
     return parser
 
 
+def _beside_site(path: str, site_file: str | None) -> str:
+    """``path`` as given if it exists, else relative to the site file's directory."""
+    if os.path.isabs(path) or os.path.exists(path) or not site_file:
+        return path
+    return os.path.join(os.path.dirname(os.path.abspath(site_file)), path)
+
+
 def main(args: list[str] | None = None) -> None:
     """Run an OBEAgent from the site config (``ocs-core agent INSTANCE_ID``)."""
     parsed = site_config.parse_args(agent_class="OBEAgent", parser=make_parser(), args=args)
     agent = init_site_agent(parsed, "OBEAgent")
     db = parsed.db or os.path.join(os.getcwd(), f"{parsed.instance_id}.obe.sqlite3")
-    default_config = load_run_config(parsed.run_config) if parsed.run_config else None
-    handler = load_handler(parsed.newrun_handler) if parsed.newrun_handler else None
+    try:
+        default_config = load_run_config(_beside_site(parsed.run_config, parsed.site_file)) \
+            if parsed.run_config else None
+        handler = load_handler(parsed.newrun_handler) if parsed.newrun_handler else None
+    except (OSError, ValueError) as exc:
+        log.error("OBEAgent cannot start: {why}", why=exc)
+        raise SystemExit(1) from None
     service = OBEService(RunStore(db, durable=parsed.sync == "full"), default_config=default_config, newrun_handler=handler,
                          snapshot_every=parsed.snapshot_every)
     try:
