@@ -249,3 +249,18 @@ def test_run_scan_steps_stop_and_failure(store):
     (ok, msg), _ = _run(ScanPlan("inst", sigma=100.0, max_steps=50), svc, FakeInstrument(fail_at=3))
     assert not ok and "failed at step 3" in msg and "broken" in msg and "run is intact" in msg
     assert svc.summary()["n_measurements"] == 9
+
+
+def test_run_scan_ends_when_the_run_is_replaced(store):
+    svc = OBEService(store, default_config=BASE)
+    svc.newrun({})
+
+    class Replacing(FakeInstrument):
+        def start(self, params):
+            if len(self.calls) == 1:
+                svc.newrun({})  # e.g. a TCP client starts a new run meanwhile
+            return super().start(params)
+
+    (ok, msg), progress = _run(ScanPlan("inst", sigma=100.0, max_steps=5), svc, Replacing())
+    assert not ok and "run 1 was replaced by run 2 during step 2" in msg
+    assert svc.summary()["n_measurements"] == 0 and store.count_measurements(1) == 1

@@ -8,9 +8,7 @@ recorded feed ``posterior``. Every Task and the TCP server share one
 """
 from __future__ import annotations
 
-import argparse
 import functools
-import os
 import re
 import time
 from typing import Any, Callable
@@ -26,10 +24,9 @@ from ocs_core.session import OpSession
 from clients.client_t import TaskClient
 
 from agents.obe import tcp
-from agents.obe.runconfig import load_handler, load_run_config
+from agents.obe.options import build_service, make_parser
 from agents.obe.scan import ScanPlan, run_scan
-from agents.obe.service import DEFAULT_MAX_ITEMS, DEFAULT_SNAPSHOT_EVERY, OBEService
-from agents.obe.store import RunStore
+from agents.obe.service import DEFAULT_MAX_ITEMS, OBEService
 
 __all__ = ["OBEAgent", "make_parser", "main"]
 
@@ -197,13 +194,9 @@ class OBEAgent:
         return True, "Good setting chosen."
 
     # ------------------------------------------------------------------ posterior getters
-    def _stat(self, session: OpSession, key: str, getter: Callable[[], Any]) -> tuple[bool, str]:
-        with self.service._lock:
-            value = getter()
-            summary = self.service._summary()
-        session.data = {key: value, "parameters": summary["parameters"],
-                        "n_measurements": summary["n_measurements"], "run_id": summary["run_id"]}
-        return True, f"{key} of run {summary['run_id']}."
+    def _stat(self, session: OpSession, key: str) -> tuple[bool, str]:
+        session.data = self.service.statistic(key)
+        return True, f"{key} of run {session.data['run_id']}."
 
     @param("_")
     @_refusals("getmean")
@@ -213,7 +206,7 @@ class OBEAgent:
         **Task** - Posterior mean. session.data: ``{"mean": [...], "parameters": [...],
         "n_measurements": n, "run_id": id}``.
         """
-        return self._stat(session, "mean", self.service.getmean)
+        return self._stat(session, "mean")
 
     @param("_")
     @_refusals("getstd")
@@ -222,7 +215,7 @@ class OBEAgent:
 
         **Task** - Posterior standard deviation (population). session.data like getmean, key ``std``.
         """
-        return self._stat(session, "std", self.service.getstd)
+        return self._stat(session, "std")
 
     @param("_")
     @_refusals("getcov")
@@ -231,7 +224,7 @@ class OBEAgent:
 
         **Task** - Posterior covariance. session.data like getmean, key ``cov`` (n x n lists).
         """
-        return self._stat(session, "cov", self.service.getcov)
+        return self._stat(session, "cov")
 
     @param("_")
     @_refusals("getcon")
@@ -240,10 +233,7 @@ class OBEAgent:
 
         **Task** - Model constants. session.data: ``{"values": [...], "names": [...]}``.
         """
-        with self.service._lock:
-            values = self.service.getcon()
-            spec = self.service.engine.model_spec
-        session.data = {"values": values, "names": list(spec.constants) if spec else []}
+        session.data = self.service.constants()
         return True, "Constants."
 
     def _window(self, session: OpSession, what: str, params: dict) -> tuple[bool, str]:
@@ -419,61 +409,11 @@ class OBEAgent:
         self._scan_stop = True
 
 
-def make_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    """The agent's own options, added to the site options."""
-    parser = site_config.add_arguments(parser)
-    g = parser.add_argument_group("OBEAgent options")
-    g.add_argument("--tcp-port", type=int, default=tcp.DEFAULT_PORT,
-                   help="port of the classic TCP protocol (default 61981; 0: any free port)")
-    g.add_argument("--tcp-interface", default=tcp.DEFAULT_INTERFACE,
-                   help="interface of the classic TCP protocol (default 127.0.0.1)")
-    g.add_argument("--no-tcp", action="store_true", help="do not start serve_tcp at startup")
-    g.add_argument("--db", default=None, metavar="PATH",
-                   help="SQLite file of runs (default ./<instance-id>.obe.sqlite3; ':memory:' keeps nothing)")
-    g.add_argument("--sync", choices=["full", "normal"], default="full",
-                   help="SQLite durability: full (fsync each measurement: survives power loss) or "
-                        "normal (survives a killed agent, not a power cut); default full")
-    g.add_argument("--run-config", default=None, metavar="PATH",
-                   help="default run configuration (YAML/JSON) for newrun without a full configuration")
-    g.add_argument("--newrun-handler", default=None, metavar="MODULE:FUNCTION",
-                   help="function(message, default_config) -> run configuration, for newrun")
-    g.add_argument("--snapshot-every", type=int, default=DEFAULT_SNAPSHOT_EVERY,
-                   help="store the posterior every N measurements (default 50)")
-    g.add_argument("--max-items", type=int, default=DEFAULT_MAX_ITEMS,
-                   help="values per reply of getwgt/getpar/getset (default 10000)")
-    return parser
-
-
-def _beside_site(path: str, site_file: str | None) -> str:
-    """``path`` as given if it exists, else relative to the site file's directory."""
-    if os.path.isabs(path) or os.path.exists(path) or not site_file:
-        return path
-    return os.path.join(os.path.dirname(os.path.abspath(site_file)), path)
-
-
 def main(args: list[str] | None = None) -> None:
     """Run an OBEAgent from the site config (``ocs-core agent INSTANCE_ID``)."""
     parsed = site_config.parse_args(agent_class="OBEAgent", parser=make_parser(), args=args)
     agent = init_site_agent(parsed, "OBEAgent")
-    db = parsed.db or os.path.join(os.getcwd(), f"{parsed.instance_id}.obe.sqlite3")
-    try:
-        default_config = load_run_config(_beside_site(parsed.run_config, parsed.site_file)) \
-            if parsed.run_config else None
-        handler = load_handler(parsed.newrun_handler) if parsed.newrun_handler else None
-    except (OSError, ValueError) as exc:
-        log.error("OBEAgent cannot start: {why}", why=exc)
-        raise SystemExit(1) from None
-    service = OBEService(RunStore(db, durable=parsed.sync == "full"), default_config=default_config, newrun_handler=handler,
-                         snapshot_every=parsed.snapshot_every)
-    try:
-        info = service.restore()
-    except Exception as exc:  # noqa: BLE001 - start without a run, say why
-        log.error("could not restore the current run from {db}: {why}", db=db, why=exc)
-        info = None
-    if info is not None:
-        log.info("restored run {run_id} from {db}: {n} measurements (snapshot at {snap}, "
-                 "{rep} replayed, {sec} s)", run_id=info["run_id"], db=db, n=info["n_measurements"],
-                 snap=info["snapshot"], rep=info["replayed"], sec=info["seconds"])
+    service = build_service(parsed)
     obe = OBEAgent(agent, service, tcp_port=parsed.tcp_port, tcp_interface=parsed.tcp_interface,
                    max_items=parsed.max_items)
     obe.register(serve_tcp=not parsed.no_tcp)

@@ -114,6 +114,7 @@ async def run_scan(plan: ScanPlan, service: Any, client: Any,
         publish: called with the progress dict after every step.
     """
     steps, result = 0, None
+    run_id = service.run_id
     while True:
         reason = "stopped on request" if stopping() else plan.stop_reason(steps, result)
         if reason is not None:
@@ -138,6 +139,9 @@ async def run_scan(plan: ScanPlan, service: Any, client: Any,
         except ScanError as exc:
             return False, (f"adaptive_scan: {plan.instrument} {plan.task} failed at step {steps + 1} "
                            f"(setting {setting}): {exc}; the run is intact")
+        if service.run_id != run_id:
+            return False, (f"adaptive_scan: run {run_id} was replaced by run {service.run_id} during "
+                           f"step {steps + 1}; the scan ends (the measurement was not applied)")
         try:
             result = await run_in_thread(service.newdat, setting, value, sigma)
         except ValueError as exc:

@@ -292,7 +292,25 @@ class OBEService:
         with self._lock:
             return np.atleast_2d(self._require().covariance()).tolist()
 
-    # ------------------------------------------------------------------ capped views (WAMP)
+    # ------------------------------------------------------------------ labelled views (WAMP)
+    def statistic(self, kind: str) -> dict:
+        """``{kind: value, "parameters", "n_measurements", "run_id"}`` for mean, std or cov."""
+        getters = {"mean": self.getmean, "std": self.getstd, "cov": self.getcov}
+        if kind not in getters:
+            raise ValueError(f"unknown statistic {kind!r}")
+        with self._lock:
+            value = getters[kind]()
+            e = self._require()
+            return {kind: value, "parameters": list(e.parameter_names),
+                    "n_measurements": e.n_measurements, "run_id": self.run_id}
+
+    def constants(self) -> dict:
+        """``{"values": [...], "names": [...]}`` of the model constants."""
+        with self._lock:
+            e = self._require()
+            return {"values": list(e.constants),
+                    "names": list(e.model_spec.constants) if e.model_spec else []}
+
     def window(self, what: str, offset: int = 0, max_items: int = DEFAULT_MAX_ITEMS) -> dict:
         """A window of ``particles``, ``weights`` or ``settings`` holding at most ``max_items`` values.
 
