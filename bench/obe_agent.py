@@ -108,8 +108,8 @@ def main(argv=None) -> None:
     print("|---|---|---|---|")
     for label, ts in results.items():
         med = statistics.median(ts) * 1e3
-        p90 = sorted(ts)[int(0.9 * (len(ts) - 1))] * 1e3
-        print(f"| {label} | {med:.2f} | {p90:.2f} | {med - base * 1e3:+.2f} ms |")
+        p90 = f"{sorted(ts)[int(0.9 * (len(ts) - 1))] * 1e3:.2f}" if len(ts) > 1 else "(mean)"
+        print(f"| {label} | {med:.2f} | {p90} | {med - base * 1e3:+.2f} ms |")
 
 
 def _agent_cases(router, tmp: Path, run_file: Path, sync: str, n: int, results: dict) -> None:
@@ -155,9 +155,30 @@ def _agent_cases(router, tmp: Path, run_file: Path, sync: str, n: int, results: 
             reply = client.newdat(x=x, y=measure(x[0], rng), s=NOISE)
             assert reply.session["success"], reply
         results[f"agent --sync {sync}: OCSClient over the HTTP bridge"] = timed(ocs_cycle, max(50, n // 3))
+        if sync == "full":
+            _scan_case(router, client, n, results)
         client.close()
     finally:
         agent.terminate()
+
+
+def _scan_case(router, client, n: int, results: dict) -> None:
+    """adaptive_scan against the tests' simulated instrument agent: seconds per step."""
+    tests_dir = str(Path(__file__).resolve().parent.parent / "tests")
+    router.add_instance("SimInstrumentAgent", "bench-inst", ["--noise", "500"])
+    inst = router.agent("bench-inst", env={"OCS_CORE_AGENTS": "SimInstrumentAgent=sim_instrument_agent:main",
+                                           "PYTHONPATH": tests_dir})
+    try:
+        inst.wait_registered(30)
+        client.newrun()
+        client.adaptive_scan.start(instrument="bench-inst", max_steps=n, sigma=NOISE)
+        s = client.adaptive_scan.wait(timeout=600).session
+        assert s["success"], s["messages"]
+        per_step = (s["end_time"] - s["start_time"]) / s["data"]["step"]
+        results["adaptive_scan step (optset + instrument measure Task over WAMP + newdat), --sync full"] = \
+            [per_step]
+    finally:
+        inst.terminate()
 
 
 def _engine_cycle(engine: OBEEngine, rng) -> None:
