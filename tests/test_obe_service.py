@@ -264,3 +264,18 @@ def test_run_scan_ends_when_the_run_is_replaced(store):
     (ok, msg), progress = _run(ScanPlan("inst", sigma=100.0, max_steps=5), svc, Replacing())
     assert not ok and "run 1 was replaced by run 2 during step 2" in msg
     assert svc.summary()["n_measurements"] == 0 and store.count_measurements(1) == 1
+
+
+def test_the_repository_run_config_and_site_entry_are_valid():
+    from pathlib import Path
+
+    import yaml
+
+    from agents.obe.engine import OBEEngine
+
+    root = Path(__file__).resolve().parent.parent
+    engine = OBEEngine.from_config({**load_run_config(root / "obe-run.yaml"), "n_particles": 100})
+    assert engine.parameter_names == ("x0", "a", "b") and engine.n_settings == 200
+    site = yaml.safe_load((root / "site-config.yaml").read_text())
+    obe = [i for i in site["hosts"]["localhost"]["agent-instances"] if i["instance-id"] == "obe-1"]
+    assert obe and obe[0]["agent-class"] == "OBEAgent" and "obe-run.yaml" in obe[0]["arguments"]
