@@ -29,9 +29,15 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                    help="seconds to gather heartbeats (they come every second)")
     p.set_defaults(func=cmd_scan)
 
-    p = subparsers.add_parser("status", parents=[common], help="an agent's ops, or one op's session")
-    p.add_argument("instance_id", metavar="INSTANCE")
+    p = subparsers.add_parser("status", parents=[common],
+                              help="an agent's ops, or one op's session; without INSTANCE, the site "
+                                   "(router, supervisor, this host's agents)")
+    p.add_argument("instance_id", nargs="?", metavar="INSTANCE")
     p.add_argument("op", nargs="?", metavar="OP")
+    p.add_argument("--run-dir", default="run", metavar="DIR",
+                   help="site form: the run directory of `ocs-core up` (default: ./run)")
+    p.add_argument("--listen-time", type=float, default=1.5, metavar="S",
+                   help="site form: seconds to gather heartbeats (they come every second)")
     p.set_defaults(func=cmd_status)
 
     p = subparsers.add_parser("call", parents=[common],
@@ -96,6 +102,9 @@ def _fail(exc: Exception) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if args.instance_id is None:  # the site form, see ocs_core.cli_launcher
+        from ocs_core.cli_launcher import site_status
+        return site_status(args, gather_heartbeats, LIVE_WINDOW)
     try:
         client = _client(args)
         if args.op:
@@ -224,11 +233,12 @@ def cmd_listen(args: argparse.Namespace) -> int:
     return run_with_session(hub, listen)
 
 
-def cmd_scan(args: argparse.Namespace) -> int:
+def gather_heartbeats(hub, listen_time: float) -> tuple[int, dict[str, tuple[float, dict]]]:
+    """Subscribe to every agent's heartbeat for ``listen_time`` s (runs the reactor: once per
+    process). Returns the exit status and ``{agent address: (time seen, op codes)}``."""
     from clients.client_t import run_with_session
     from ocs_core.util import dsleep
 
-    hub = _hub(args)
     beats: dict[str, tuple[float, dict]] = {}
 
     async def gather(session):
@@ -243,9 +253,14 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
         await session.subscribe(on_beat, f"{hub.address_root}..feeds.heartbeat",
                                 options=SubscribeOptions(match="wildcard"))
-        await dsleep(args.listen_time)
+        await dsleep(listen_time)
 
-    code = run_with_session(hub, gather)
+    return run_with_session(hub, gather), beats
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    hub = _hub(args)
+    code, beats = gather_heartbeats(hub, args.listen_time)
     if code:
         return code
     now = time.time()

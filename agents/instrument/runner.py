@@ -48,17 +48,19 @@ def start_logging(level: str = "info", stream: Any = None) -> None:
 
 
 def run(make_server: Callable[[argparse.Namespace], InstrumentServer],
-        argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+        argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None, *,
+        parsed: argparse.Namespace | None = None) -> int:
     """Run a server process until SIGTERM/SIGINT or ``shutdown``; return the exit status.
 
     Args:
         make_server: builds the server from the parsed arguments (pass ``timeout=args.timeout``).
         argv: command-line arguments (default: ``sys.argv[1:]``).
         parser: a parser from :func:`make_parser` with the server's own options added.
+        parsed: arguments already parsed (e.g. resolved against a site file); ``argv`` is then unused.
     """
     from twisted.internet import reactor
 
-    args = (parser or make_parser()).parse_args(argv)
+    args = parsed if parsed is not None else (parser or make_parser()).parse_args(argv)
     start_logging(args.log_level)
     server = make_server(args)
     status = {"code": 0}

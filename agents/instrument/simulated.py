@@ -126,9 +126,27 @@ def make_argument_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Options that mean "resolve my arguments against the site file" (``ocs-core agent ID`` passes them).
+_SITE_FLAGS = ("--instance-id", "--site-file")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m agents.instrument.simulated``."""
+    """Entry point of ``python -m agents.instrument.simulated`` and of ``ocs-core agent ID``.
+
+    With ``--instance-id`` or ``--site-file`` (as ``ocs-core agent`` passes them), the options are
+    the instance's ``arguments`` in the site file merged with the command line (agent class
+    ``SimulatedInstrument``). The server does not join the router: it only listens on its port.
+    """
     parser = make_argument_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parsed = None
+    if any(a == f or a.startswith(f + "=") for a in argv for f in _SITE_FLAGS):
+        from ocs_core import site_args
+        from ocs_core.site_config import SiteConfigError
+        try:
+            parsed = site_args.parse_args("SimulatedInstrument", parser, argv)
+        except SiteConfigError as exc:
+            parser.error(str(exc))
 
     def make(args: argparse.Namespace) -> SimulatedInstrument:
         try:
@@ -136,8 +154,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             parser.error(str(exc))
         return SimulatedInstrument(resonance=resonance, seed=args.seed, timeout=args.timeout)
-    return run(make, argv, parser)
+    return run(make, argv, parser, parsed=parsed)
 
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _port_accepts(arguments: Sequence[str]) -> bool:
+    """Launcher readiness for a server that never joins the router: its ``--port`` accepts."""
+    import socket
+    args = list(arguments)
+    port = host = None
+    for i, token in enumerate(args):
+        if token == "--port" and i + 1 < len(args):
+            port = int(args[i + 1])
+        elif token.startswith("--port="):
+            port = int(token.split("=", 1)[1])
+        elif token in ("--interface", "--host") and i + 1 < len(args):
+            host = args[i + 1]
+    if not port:
+        return False
+    try:
+        with socket.create_connection((host or "127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+#: Read by the site launcher (``ocs_core.launcher``): this entry point is not a WAMP agent.
+main.wamp_agent = False  # type: ignore[attr-defined]
+main.ready_probe = _port_accepts  # type: ignore[attr-defined]
