@@ -372,3 +372,32 @@ def test_bad_run_config_file_is_a_clear_startup_error(router, tmp_path):
         assert "Traceback" not in agent.log_text()
     finally:
         agent.terminate()
+
+
+def test_adaptive_scan_drives_the_real_instrument_agent(router, obe):
+    """OBE agent -> InstrumentAgent (Task measure(x)) -> SimulatedInstrument server, all real."""
+    from test_instrument_agent import wait_listening
+
+    c, _, _ = obe
+    port = free_port()
+    router.add_instance("SimulatedInstrument", "obe-e2e-sim", ["--port", port, "--seed", "2",
+                                                               "--center", "2.5", "--noise", "0.05"])
+    server = router.agent("obe-e2e-sim")
+    agent = None
+    try:
+        wait_listening(port, server)
+        router.add_instance("InstrumentAgent", "obe-e2e-inst", ["--port", port, "--timeout", "5"])
+        agent = router.agent("obe-e2e-inst")
+        agent.wait_registered(15)
+        run = {"model": "lorentzian", "settings": {"start": 2.0, "stop": 3.0, "num": 101},
+               "priors": {"x0": {"uniform": [2.0, 3.0]}, "a": {"uniform": [0.5, 1.5]},
+                          "b": {"normal": [0.0, 0.1]}},
+               "n_particles": 3000, "noise_std": 0.05, "seed": 4}
+        data(c.newrun(**run))
+        s = run_scan(c, instrument="obe-e2e-inst", max_steps=30, sigma=0.05).session
+        assert s["success"], s["messages"]
+        assert s["data"]["n_measurements"] == 30 and abs(s["data"]["mean"]["x0"] - 2.5) < 0.02
+    finally:
+        if agent is not None:
+            agent.terminate()
+        server.terminate()
