@@ -1,0 +1,235 @@
+"""Build an OBE engine from a JSON-able configuration, checking every key and bounding sizes.
+
+This is what a network ``newrun`` request goes through, so it evaluates nothing, accepts only
+registered model names, known keys and plain JSON values, and refuses sizes above the limits.
+
+Configuration keys (only ``model`` is required)::
+
+    model                str, a registered model name
+    settings             axes: a list of numbers, {"start", "stop", "num"}, or a list of those
+                         (one per setting axis); default: the model has none, so required
+    priors               {parameter name: {"uniform": [lo, hi]} | {"normal": [mu, sd]} |
+                         {"loguniform": [lo, hi]} | {"fixed": value}}; missing names take the
+                         model's default prior
+    constants            list of numbers in the model's order, or {name: value}
+    n_particles          int, default 10000, at most MAX_PARTICLES
+    n_draws              int, default 30, 2..MAX_DRAWS
+    utility              "variance_approx" | "pseudo_utility" | "max_min" | "full_kld"
+    selection            "optimal" | "good" | "random"
+    pickiness            number in [0, 1000], default 15
+    noise_std            number or list per channel (alias default_noise_std), default 1
+    noise_parameter      parameter name (or list, one per channel) holding the unknown noise std
+    choke                number in (0, 1] or null
+    a_param              number in (0, 1], default 0.98
+    resample_threshold   number in [0, 1], default 0.5
+    scale                bool, default true
+    resampler            "systematic" | "residual" | "multinomial"
+    cost                 positive number, or a list with one value per grid setting
+    seed                 int >= 0, or null for a fresh one (recorded in engine.config["seed"])
+    likelihood_precision "auto" | "double" | "single" (see OBEEngine)
+    utility_precision    "double" | "single" (see OBEEngine)
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import numpy as np
+
+from .engine import OBEEngine, SELECTIONS, UTILITIES
+from .models import get_model
+from .posterior import RESAMPLERS
+from .priors import check_prior_spec
+
+__all__ = ["engine_from_config", "MAX_PARTICLES", "MAX_SETTINGS", "MAX_DRAWS", "MAX_WORK"]
+
+MAX_PARTICLES = 1_000_000
+MAX_SETTINGS = 100_000
+MAX_DRAWS = 1000
+MAX_WORK = 20_000_000  # n_particles * n_params, and n_draws * settings * channels
+MAX_SEED = 2 ** 63
+
+_KEYS = ("model", "settings", "priors", "constants", "n_particles", "n_draws", "utility",
+         "selection", "pickiness", "noise_std", "default_noise_std", "noise_parameter", "choke",
+         "a_param", "resample_threshold", "scale", "resampler", "cost", "seed",
+         "likelihood_precision", "utility_precision")
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _num(cfg: Mapping, key: str, default: float, lo: float, hi: float, *,
+         lo_open: bool = False) -> float:
+    v = cfg.get(key, default)
+    if not _is_num(v) or not math.isfinite(v) or v > hi or v < lo or (lo_open and v == lo):
+        bound = f"({lo}, {hi}]" if lo_open else f"[{lo}, {hi}]"
+        raise ValueError(f"config key {key!r} must be a number in {bound}, got {v!r}")
+    return float(v)
+
+
+def _int(cfg: Mapping, key: str, default: int, lo: int, hi: int) -> int:
+    v = cfg.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise ValueError(f"config key {key!r} must be an integer in [{lo}, {hi}], got {v!r}")
+    return v
+
+
+def _choice(cfg: Mapping, key: str, default: str, options: tuple[str, ...]) -> str:
+    v = cfg.get(key, default)
+    if v not in options:
+        raise ValueError(f"config key {key!r} must be one of {list(options)}, got {v!r}")
+    return v
+
+
+def _axis(spec: Any, k: int) -> np.ndarray:
+    where = f"config key 'settings' axis {k}"
+    if isinstance(spec, Mapping):
+        if set(spec) != {"start", "stop", "num"}:
+            raise ValueError(f"{where} must have exactly the keys start, stop, num; got {sorted(spec)}")
+        start, stop, num = spec["start"], spec["stop"], spec["num"]
+        if not (_is_num(start) and _is_num(stop) and math.isfinite(start) and math.isfinite(stop)):
+            raise ValueError(f"{where}: start and stop must be finite numbers, got {start!r}, {stop!r}")
+        if isinstance(num, bool) or not isinstance(num, int) or not 1 <= num <= MAX_SETTINGS:
+            raise ValueError(f"{where}: num must be an integer in [1, {MAX_SETTINGS}], got {num!r}")
+        return np.linspace(float(start), float(stop), num)
+    if isinstance(spec, (list, tuple)):
+        if not 1 <= len(spec) <= MAX_SETTINGS:
+            raise ValueError(f"{where} must list 1 to {MAX_SETTINGS} values, got {len(spec)}")
+        if not all(_is_num(v) and math.isfinite(v) for v in spec):
+            bad = next(v for v in spec if not (_is_num(v) and math.isfinite(v)))
+            raise ValueError(f"{where} must contain finite numbers only, got {bad!r}")
+        return np.array(spec, dtype=float)
+    raise ValueError(f"{where} must be a list of numbers or {{start, stop, num}}, got {spec!r}")
+
+
+def _settings(cfg: Mapping) -> list[np.ndarray]:
+    if "settings" not in cfg:
+        raise ValueError("config key 'settings' is required")
+    s = cfg["settings"]
+    if isinstance(s, Mapping) or (isinstance(s, (list, tuple)) and s and all(_is_num(v) for v in s)):
+        axes = [_axis(s, 0)]
+    elif isinstance(s, (list, tuple)) and 1 <= len(s) <= 8:
+        axes = [_axis(a, k) for k, a in enumerate(s)]
+    else:
+        raise ValueError(f"config key 'settings' must be an axis or a list of 1-8 axes, got {s!r}")
+    total = math.prod(a.size for a in axes)
+    if total > MAX_SETTINGS:
+        raise ValueError(f"config key 'settings': the grid has {total} settings, limit {MAX_SETTINGS}")
+    return axes
+
+
+def _constants(cfg: Mapping, names: tuple[str, ...], defaults: tuple[float, ...]) -> tuple[float, ...]:
+    c = cfg.get("constants")
+    if c is None:
+        return tuple(defaults)
+    if isinstance(c, Mapping):
+        unknown = [k for k in c if k not in names]
+        if unknown:
+            raise ValueError(f"config key 'constants': unknown constant(s) {unknown}; "
+                             f"the model's constants are {list(names)}")
+        vals = [c.get(n, d) for n, d in zip(names, defaults)]
+    elif isinstance(c, (list, tuple)):
+        if len(c) != len(names):
+            raise ValueError(f"config key 'constants' must list {len(names)} value(s) "
+                             f"{list(names)}, got {len(c)}")
+        vals = list(c)
+    else:
+        raise ValueError(f"config key 'constants' must be a list or an object, got {c!r}")
+    for n, v in zip(names, vals):
+        if not (_is_num(v) and math.isfinite(v)):
+            raise ValueError(f"config key 'constants': {n!r} must be a finite number, got {v!r}")
+    return tuple(float(v) for v in vals)
+
+
+def engine_from_config(config: Mapping[str, Any]) -> OBEEngine:
+    """Validate ``config`` and build the engine; ValueError names the offending key and value."""
+    if not isinstance(config, Mapping):
+        raise ValueError(f"config must be an object, got {type(config).__name__}")
+    unknown = [k for k in config if k not in _KEYS]
+    if unknown:
+        raise ValueError(f"unknown config key(s) {unknown}; known keys: {list(_KEYS)}")
+    if "model" not in config:
+        raise ValueError("config key 'model' is required")
+    spec = get_model(config["model"])
+    axes = _settings(config)
+    n_settings = math.prod(a.size for a in axes)
+    constants = _constants(config, spec.constants, spec.default_constants)
+
+    priors_in = config.get("priors", {})
+    if not isinstance(priors_in, Mapping):
+        raise ValueError(f"config key 'priors' must be an object, got {priors_in!r}")
+    extra = [k for k in priors_in if k not in spec.parameters]
+    if extra:
+        raise ValueError(f"config key 'priors': unknown parameter(s) {extra}; model "
+                         f"{spec.name!r} has {list(spec.parameters)}")
+    priors = {}
+    for name in spec.parameters:
+        if name in priors_in:
+            priors[name] = priors_in[name]
+        elif name in spec.default_priors:
+            priors[name] = spec.default_priors[name]
+        else:
+            raise ValueError(f"config key 'priors' lacks parameter {name!r} (no default)")
+        check_prior_spec(name, priors[name])
+
+    n_particles = _int(config, "n_particles", 10000, 1, MAX_PARTICLES)
+    if n_particles * len(spec.parameters) > MAX_WORK:
+        raise ValueError(f"config key 'n_particles': {n_particles} particles x "
+                         f"{len(spec.parameters)} parameters exceeds the limit {MAX_WORK}")
+    n_draws = _int(config, "n_draws", 30, 2, MAX_DRAWS)
+    if n_draws * n_settings * spec.n_channels > MAX_WORK:
+        raise ValueError(f"config key 'n_draws': {n_draws} draws x {n_settings} settings "
+                         f"exceeds the limit {MAX_WORK}")
+    if "noise_std" in config and "default_noise_std" in config:
+        raise ValueError("give only one of config keys 'noise_std' and 'default_noise_std'")
+    nkey = "noise_std" if "noise_std" in config else "default_noise_std"
+    noise = config.get(nkey, 1.0)
+    nvals = noise if isinstance(noise, (list, tuple)) else [noise]
+    if len(nvals) not in (1, spec.n_channels) or not all(
+            _is_num(v) and math.isfinite(v) and v > 0 for v in nvals):
+        raise ValueError(f"config key {nkey!r} must be a positive number or {spec.n_channels} "
+                         f"positive numbers, got {noise!r}")
+    noise_index = None
+    if config.get("noise_parameter") is not None:
+        names = config["noise_parameter"]
+        names = [names] if isinstance(names, str) else names
+        if not isinstance(names, (list, tuple)) or not all(n in spec.parameters for n in names):
+            raise ValueError(f"config key 'noise_parameter' must name parameter(s) of "
+                             f"{list(spec.parameters)}, got {config['noise_parameter']!r}")
+        noise_index = [spec.parameters.index(n) for n in names]
+    choke = config.get("choke")
+    if choke is not None:
+        choke = _num(config, "choke", 1.0, 0.0, 1.0, lo_open=True)
+    cost = config.get("cost", 1.0)
+    if isinstance(cost, (list, tuple)):
+        if len(cost) != n_settings or not all(_is_num(v) and math.isfinite(v) and v > 0 for v in cost):
+            raise ValueError(f"config key 'cost' must be a positive number or {n_settings} "
+                             f"positive numbers")
+    elif not (_is_num(cost) and math.isfinite(cost) and cost > 0):
+        raise ValueError(f"config key 'cost' must be a positive number, got {cost!r}")
+    scale = config.get("scale", True)
+    if not isinstance(scale, bool):
+        raise ValueError(f"config key 'scale' must be true or false, got {scale!r}")
+    seed = config.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
+                             or not 0 <= seed < MAX_SEED):
+        raise ValueError(f"config key 'seed' must be null or an integer in [0, 2**63), got {seed!r}")
+    if seed is None:  # pick one now and record it in engine.config, so the run can be replayed
+        seed = int(np.random.SeedSequence().entropy % MAX_SEED)
+
+    engine = OBEEngine(
+        spec, tuple(axes), priors, constants, n_particles=n_particles, n_draws=n_draws,
+        utility=_choice(config, "utility", "variance_approx", UTILITIES),
+        selection=_choice(config, "selection", "optimal", SELECTIONS),
+        pickiness=_num(config, "pickiness", 15.0, 0.0, 1000.0), choke=choke,
+        a_param=_num(config, "a_param", 0.98, 0.0, 1.0, lo_open=True),
+        resample_threshold=_num(config, "resample_threshold", 0.5, 0.0, 1.0), scale=scale,
+        resampler=_choice(config, "resampler", "systematic", RESAMPLERS),
+        default_noise_std=nvals, cost=cost, noise_parameter_index=noise_index,
+        likelihood_precision=_choice(config, "likelihood_precision", "auto", ("auto", "double", "single")),
+        utility_precision=_choice(config, "utility_precision", "double", ("double", "single")),
+        seed=seed)
+    engine.config = dict(config)
+    engine.config["seed"] = seed
+    return engine
