@@ -21,7 +21,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 demo: $(STAMP)
-	$(PY) -m ocs_core.demo
+	$(PY) clients/examples/demo.py
 
 bench: $(STAMP)
 	$(PY) bench/rpc.py

@@ -72,6 +72,13 @@ def test_router_unreachable_says_so_and_gives_up_when_asked(tmp_path):
 def test_clean_start_and_prompt_sigterm(router):
     router.add_instance("FakeDataAgent", "clean", ["--sample-rate", "20"])
     agent = router.agent("clean")
+    try:
+        _exercise_and_stop(router, agent)
+    finally:
+        agent.terminate()
+
+
+def _exercise_and_stop(router, agent):
     agent.wait_registered(15)
     addr = router.address("clean")
     for action, op, params in [("start", "acq", {}), ("start", "count", {}),
