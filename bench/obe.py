@@ -73,10 +73,12 @@ def case_timing(args) -> dict:
              (1000, 200, SINGLE), (10000, 2000, SINGLE), (100000, 2000, SINGLE)]
     rows = []
     for n, s, kw in sizes:
-        per_iter, sel, upd, resamples = [], [], [], []
+        per_iter, cpu, sel, upd, resamples = [], [], [], [], []
         for rep in range(args.repeats):
             eng = make_engine(n, s, seed=rep, **kw)
+            c0 = time.process_time()
             a, b = run_loop(eng, args.iters, rep)
+            cpu.append((time.process_time() - c0) / args.iters * 1e3)
             per_iter.append((a + b) / args.iters * 1e3)
             sel.append(a / args.iters * 1e3)
             upd.append(b / args.iters * 1e3)
@@ -89,7 +91,8 @@ def case_timing(args) -> dict:
         peak = tracemalloc.get_traced_memory()[1] - base
         tracemalloc.stop()
         rows.append({"particles": n, "settings": s, "options": kw, "ms_per_iteration": statistics.median(per_iter),
-                     "ms_all_repeats": per_iter, "ms_select": statistics.median(sel),
+                     "ms_all_repeats": per_iter, "ms_best": min(per_iter),
+                     "ms_cpu_median": statistics.median(cpu), "ms_select": statistics.median(sel),
                      "ms_update": statistics.median(upd), "resamples": statistics.median(resamples),
                      "peak_traced_MB": peak / 1e6,
                      "reference_ms": REFERENCE_MS.get((n, s)), "target_ms": TARGET_MS.get((n, s))})
@@ -137,14 +140,15 @@ def report(results: dict) -> str:
         t = results["timing"]
         out += [f"Iterations per run: {t['iterations']}, median of {t['repeats']} runs "
                 "(seeds 0..). Full iteration = `optimal_setting()` + `update()`.", "",
-                "| particles | settings | options | full iteration | of which setting choice | of which update "
+                "| particles | settings | options | full iteration (median) | best run | CPU time (median) | of which setting choice | of which update "
                 "(incl. resampling) | resamples/run | peak traced memory | reference | target |",
-                "|---|---|---|---|---|---|---|---|---|---|"]
+                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in t["rows"]:
             ref = f"{r['reference_ms']:.2f} ms" if r["reference_ms"] else "-"
             tgt = f"{r['target_ms']:.2f} ms" if r["target_ms"] else "-"
             opts = ", ".join(f"{k}={v}" for k, v in r["options"].items()) or "defaults"
             out.append(f"| {r['particles']:.0e} | {r['settings']} | {opts} | {r['ms_per_iteration']:.3f} ms | "
+                       f"{r['ms_best']:.3f} ms | {r['ms_cpu_median']:.3f} ms | "
                        f"{r['ms_select']:.3f} ms | {r['ms_update']:.3f} ms | {r['resamples']:.0f} | "
                        f"{r['peak_traced_MB']:.1f} MB | {ref} | {tgt} |")
         out += ["", f"Process max RSS: {t['max_rss_MB']:.0f} MB."]
@@ -184,13 +188,14 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         p.error(f"unknown case(s) {unknown}; known: {list(CASES)}")
     print(f"# OBE engine benchmark: python {platform.python_version()}, numpy {np.__version__}, "
-          f"{os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f}", flush=True)
+          f"{os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f} at start", flush=True)
     results = {}
     for name in names:
         t0 = time.perf_counter()
         results[name] = CASES[name](args)
         results[name]["wall_s"] = time.perf_counter() - t0
     print(report(results))
+    print(f"\nLoad average at the end: {os.getloadavg()[0]:.2f}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=1)
