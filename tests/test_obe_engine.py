@@ -329,3 +329,24 @@ def test_single_precision_utility_ranks_like_double():
     ua, ub = a.utility(), b.utility()  # same draws: same generator state
     np.testing.assert_allclose(ub, ua, rtol=1e-3)
     assert a.optimal_setting() == b.optimal_setting()
+
+
+def test_state_round_trip_through_run_store(tmp_path):
+    from agents.obe.engine import join_state, split_state
+    from agents.obe.store import RunStore
+    cfg = {"model": "line", "settings": [0.0, 0.5, 1.0], "n_particles": 3000, "seed": 21}
+    a = OBEEngine.from_config(cfg)
+    rng = np.random.default_rng(0)
+    for _ in range(15):
+        x = a.optimal_setting()
+        a.update(x, 0.4 * x[0] - 0.1 + rng.normal(0, 0.05), 0.05)
+    with RunStore(tmp_path / "obe.sqlite") as store:
+        run = store.new_run(a.config)
+        arrays, meta = split_state(a.get_state())
+        store.save_snapshot(run, a.n_measurements, arrays, meta)
+        snap = store.latest_snapshot(run)
+        b = OBEEngine.from_config(store.run(run)["config"])
+    b.set_state(join_state(snap.arrays, snap.meta))
+    assert b.n_measurements == 15
+    assert [a.good_setting() for _ in range(5)] == [b.good_setting() for _ in range(5)]
+    np.testing.assert_array_equal(a.weights, b.weights)

@@ -17,7 +17,8 @@ from .posterior import ParticlePosterior, ZeroLikelihoodError, _dot, as_particle
 from .priors import sample_prior
 from .records import as_channels, check_setting, check_sigma, check_y
 
-__all__ = ["OBEEngine", "ZeroLikelihoodError", "SELECTIONS", "UTILITIES"]
+__all__ = ["OBEEngine", "ZeroLikelihoodError", "SELECTIONS", "UTILITIES", "split_state",
+           "join_state"]
 
 SELECTIONS = ("optimal", "good", "random")
 UTILITIES = _util.UTILITIES
@@ -459,3 +460,18 @@ class OBEEngine:
         self.n_measurements = int(n_meas)
         self.last_setting_index = None if last is None else int(last)
         self._alloc_buffers()
+
+
+_STATE_ARRAYS = ("particles", "weights")
+
+
+def split_state(state: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Split :meth:`OBEEngine.get_state` output into (numpy arrays, JSON-able rest), e.g. for
+    ``RunStore.save_snapshot(run_id, n, arrays, meta)``."""
+    arrays = {k: np.asarray(state[k]) for k in _STATE_ARRAYS}
+    return arrays, {k: v for k, v in state.items() if k not in _STATE_ARRAYS}
+
+
+def join_state(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`split_state`."""
+    return {**dict(meta), **{k: arrays[k] for k in _STATE_ARRAYS if k in arrays}}
