@@ -350,3 +350,23 @@ def test_state_round_trip_through_run_store(tmp_path):
     assert b.n_measurements == 15
     assert [a.good_setting() for _ in range(5)] == [b.good_setting() for _ in range(5)]
     np.testing.assert_array_equal(a.weights, b.weights)
+
+
+def test_cost_per_setting_steers_the_choice():
+    prior = np.random.default_rng(3).normal(size=(2, 2000))
+    cheap = OBEEngine(line, (np.linspace(0, 5, 11),), prior, (), seed=4)
+    assert cheap.optimal_setting() == (5.0,)
+    cost = np.ones(11)
+    cost[-3:] = 100.0
+    dear = OBEEngine(line, (np.linspace(0, 5, 11),), prior, (), seed=4, cost=cost)
+    assert dear.optimal_setting() == (3.5,)
+    with pytest.raises(ValueError, match="cost"):
+        OBEEngine(line, (np.linspace(0, 5, 11),), prior, (), cost=np.ones(3))
+
+
+def test_two_channel_utility_weights_channels_by_noise():
+    prior = np.random.default_rng(3).normal(size=(2, 2000))
+    eng = OBEEngine(two_channel, (np.linspace(0, 5, 11),), prior, (), seed=4,
+                    default_noise_std=[1.0, 1e6])
+    only_first = OBEEngine(line, (np.linspace(0, 5, 11),), prior, (), seed=4)
+    np.testing.assert_allclose(eng.utility(), only_first.utility(), rtol=1e-6)

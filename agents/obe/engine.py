@@ -356,7 +356,7 @@ class OBEEngine:
 
     def optimal_setting(self) -> tuple[float, ...]:
         """The grid setting of highest utility (first on ties)."""
-        return self._setting_at(int(np.argmax(self.utility())))
+        return self._setting_at(int(self.utility().argmax()))
 
     def good_setting(self, pickiness: float | None = None) -> tuple[float, ...]:
         """A grid setting drawn with probability proportional to ``utility**pickiness``."""
