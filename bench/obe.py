@@ -124,6 +124,8 @@ def case_accuracy(args) -> dict:
     return {"seeds": args.seeds, "measurements": m, "particles": n, "settings": s, "options": opts,
             "random_median_err_500": goal, "optimal_median_err_500": float(med["optimal"][-1]),
             "optimal_reaches_random_500_after": int(reach[0]) + 1 if reach.size else None,
+            "median_err_at": {sel: {k: float(med[sel][k - 1]) for k in (10, 25, 50, 60, 70, 80, 100, 200, 500)}
+                              for sel in med},
             "within_2std_per_param": {k: np.mean(within[k], axis=0).tolist() for k in within},
             "within_2std_all_three": {k: float(np.mean(np.all(within[k], axis=1))) for k in within}}
 
@@ -160,6 +162,9 @@ def report(results: dict) -> str:
                 f"- optimal selection, median |x0 error| after 500: {a['optimal_median_err_500']:.3g}",
                 f"- optimal reaches random's 500-measurement median after "
                 f"{a['optimal_reaches_random_500_after']} measurements",
+                "- median |x0 error| after k measurements, optimal / random: "
+                + ", ".join(f"k={k}: {a['median_err_at']['optimal'][k]:.2g} / {a['median_err_at']['random'][k]:.2g}"
+                            for k in a["median_err_at"]["optimal"]),
                 "- runs ending within 2 std of the truth, per parameter (x0, a, b): optimal "
                 + ", ".join(f"{v:.1%}" for v in a["within_2std_per_param"]["optimal"]) + "; random "
                 + ", ".join(f"{v:.1%}" for v in a["within_2std_per_param"]["random"]),

@@ -405,25 +405,32 @@ class OBEEngine:
 
     @property
     def effective_sample_size(self) -> float:
+        """``1 / sum(w**2)``: how many equally weighted particles the posterior is worth."""
         return self.posterior.effective_sample_size
 
     @property
     def n_particles(self) -> int:
+        """Number of particles N."""
         return self.posterior.n_particles
 
     def mean(self) -> np.ndarray:
+        """Posterior mean per parameter ``(P,)``."""
         return self.posterior.mean()
 
     def std(self) -> np.ndarray:
+        """Posterior standard deviation per parameter ``(P,)`` (population formula)."""
         return self.posterior.std()
 
     def covariance(self) -> np.ndarray:
+        """Weighted, bias-corrected posterior covariance ``(P, P)``."""
         return self.posterior.covariance()
 
     def quantiles(self, q: Any) -> np.ndarray:
+        """Marginal quantiles ``(P, len(q))`` (``(P,)`` for a scalar q)."""
         return self.posterior.quantiles(q)
 
     def credible_interval(self, level: float = 0.95) -> np.ndarray:
+        """Central credible interval per parameter ``(P, 2)``."""
         return self.posterior.credible_interval(level)
 
     # ------------------------------------------------------------------ snapshot / restore
