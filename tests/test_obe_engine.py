@@ -370,3 +370,22 @@ def test_two_channel_utility_weights_channels_by_noise():
                     default_noise_std=[1.0, 1e6])
     only_first = OBEEngine(line, (np.linspace(0, 5, 11),), prior, (), seed=4)
     np.testing.assert_allclose(eng.utility(), only_first.utility(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"format": "x"}, "format"),
+    ({"rng_state": {"bit_generator": "MT19937"}}, "rng_state"),
+    ({"n_measurements": -1}, "n_measurements"),
+    ({"last_setting_index": 99}, "last_setting_index"),
+    ({"weights": np.zeros(300)}, "weights"),
+    ({"particles": np.full((2, 300), np.nan)}, "non-finite"),
+    ({"particles": np.zeros((3, 300))}, "shape"),
+])
+def test_bad_state_rejected_before_change(change, match):
+    eng = OBEEngine(line, (np.array([0.0, 1.0]),), np.random.default_rng(0).normal(size=(2, 300)), (), seed=0)
+    eng.update((1.0,), 0.5, 1.0)
+    state = {**eng.get_state(), **change}
+    snap = snapshot(eng)
+    with pytest.raises(ValueError, match=match):
+        eng.set_state(state)
+    assert_unchanged(eng, snap)

@@ -16,13 +16,13 @@ from .models import ModelSpec, get_model
 from .posterior import ParticlePosterior, ZeroLikelihoodError, _dot, as_particle_array
 from .priors import sample_prior
 from .records import as_channels, check_setting, check_sigma, check_y
+from .state import STATE_FORMAT, check_state, join_state, split_state
 
 __all__ = ["OBEEngine", "ZeroLikelihoodError", "SELECTIONS", "UTILITIES", "split_state",
            "join_state"]
 
 SELECTIONS = ("optimal", "good", "random")
 UTILITIES = _util.UTILITIES
-STATE_FORMAT = "ocs-core-obe-state/1"
 SINGLE_PRECISION_MIN = 4096
 _EXP_UNDERFLOW = -745.13  # exp(x) == 0.0 in float64 below this
 
@@ -445,40 +445,9 @@ class OBEEngine:
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`get_state` output; validated before anything changes."""
-        if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
-            raise ValueError(f"state must be a mapping with format {STATE_FORMAT!r}")
-        for key in ("particles", "weights", "rng_state", "n_measurements"):
-            if key not in state:
-                raise ValueError(f"state lacks {key!r}")
-        rs = state["rng_state"]
-        probe = type(self.rng.bit_generator)()
-        try:
-            probe.state = rs
-        except (TypeError, ValueError, KeyError) as exc:
-            raise ValueError(f"state 'rng_state' does not fit {type(probe).__name__}: {exc}") from None
-        n_meas = state["n_measurements"]
-        if isinstance(n_meas, bool) or not isinstance(n_meas, (int, np.integer)) or n_meas < 0:
-            raise ValueError(f"state 'n_measurements' must be a non-negative int, got {n_meas!r}")
-        last = state.get("last_setting_index")
-        if last is not None and not (isinstance(last, (int, np.integer)) and 0 <= last < self.n_settings):
-            raise ValueError(f"state 'last_setting_index' out of range: {last!r}")
+        rs, n_meas, last = check_state(state, type(self.rng.bit_generator), self.n_settings)
         self.posterior.set_state(state["particles"], state["weights"], state.get("n_resamples", 0))
         self.rng.bit_generator.state = rs
-        self.n_measurements = int(n_meas)
-        self.last_setting_index = None if last is None else int(last)
+        self.n_measurements = n_meas
+        self.last_setting_index = last
         self._alloc_buffers()
-
-
-_STATE_ARRAYS = ("particles", "weights")
-
-
-def split_state(state: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Split :meth:`OBEEngine.get_state` output into (numpy arrays, JSON-able rest), e.g. for
-    ``RunStore.save_snapshot(run_id, n, arrays, meta)``."""
-    arrays = {k: np.asarray(state[k]) for k in _STATE_ARRAYS}
-    return arrays, {k: v for k, v in state.items() if k not in _STATE_ARRAYS}
-
-
-def join_state(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> dict[str, Any]:
-    """Inverse of :func:`split_state`."""
-    return {**dict(meta), **{k: arrays[k] for k in _STATE_ARRAYS if k in arrays}}
