@@ -151,8 +151,39 @@ def case_accuracy(args) -> dict:
             "within_2std_all_three": {k: float(np.mean(np.all(within[k], axis=1))) for k in within}}
 
 
+def case_components(args) -> dict:
+    """Each part of an iteration timed alone (timeit, best of 41 short repeats: robust to load).
+
+    The engine first runs 50 iterations so that its posterior is typical of a run. The update is
+    timed with an uninformative sigma (no resampling); a resample is timed on its own and
+    amortised with the resample count of the timing case (about one per 30 iterations).
+    """
+    import timeit
+    rows = []
+    for n, s, kw in [(1000, 200, {}), (10000, 2000, {}), (100000, 200, {}), (100000, 2000, {}),
+                     (10000, 2000, SINGLE), (100000, 2000, SINGLE)]:
+        eng = make_engine(n, s, seed=0, **kw)
+        run_loop(eng, 50, 0)
+        best = lambda f, k: min(timeit.repeat(f, number=k, repeat=41)) / k * 1e3  # noqa: E731
+        choice = best(eng.optimal_setting, 5)
+        update = best(lambda: eng.update((2.5,), 50000.0, 1e9), 5)
+        n_res = eng.posterior.n_resamples
+        resample = best(eng.posterior.resample, 1)
+        run = make_engine(n, s, seed=0, **kw)
+        run_loop(run, args.iters, 0)
+        per_iter_resamples = run.posterior.n_resamples / args.iters
+        rows.append({"particles": n, "settings": s, "options": kw, "ms_choice": choice,
+                     "ms_update": update, "ms_resample": resample,
+                     "resamples_per_iteration": per_iter_resamples,
+                     "ms_estimate": choice + update + resample * per_iter_resamples,
+                     "target_ms": TARGET_MS.get((n, s)), "reference_ms": REFERENCE_MS.get((n, s)),
+                     "resamples_during_warmup": n_res})
+    return {"rows": rows}
+
+
 CASES: dict[str, Callable[[argparse.Namespace], dict]] = {
     "timing": case_timing,
+    "components": case_components,
     "accuracy": case_accuracy,
 }
 
@@ -177,6 +208,19 @@ def report(results: dict) -> str:
                        f"{r['ms_select']:.3f} ms | {r['ms_update']:.3f} ms | {r['resamples']:.0f} | "
                        f"{r['peak_traced_MB']:.1f} MB | {ref} | {tgt} |")
         out += ["", f"Process max RSS: {t['max_rss_MB']:.0f} MB."]
+    if "components" in results:
+        out += ["", "Components (best of 41 short repeats each; the sum is an estimate of one iteration "
+                "on an otherwise idle core):", "",
+                "| particles | settings | options | setting choice | update (no resample) | one resample "
+                "| resamples per iteration | estimated iteration | reference | target |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in results["components"]["rows"]:
+            opts = ", ".join(f"{k}={v}" for k, v in r["options"].items()) or "defaults"
+            ref = f"{r['reference_ms']:.2f} ms" if r["reference_ms"] else "-"
+            tgt = f"{r['target_ms']:.2f} ms" if r["target_ms"] else "-"
+            out.append(f"| {r['particles']:.0e} | {r['settings']} | {opts} | {r['ms_choice']:.3f} ms | "
+                       f"{r['ms_update']:.3f} ms | {r['ms_resample']:.2f} ms | "
+                       f"{r['resamples_per_iteration']:.3f} | {r['ms_estimate']:.3f} ms | {ref} | {tgt} |")
     if "accuracy" in results:
         a = results["accuracy"]
         out += ["", f"Accuracy: {a['seeds']} seeds x {a['measurements']} measurements, "
