@@ -389,3 +389,18 @@ def test_bad_state_rejected_before_change(change, match):
     with pytest.raises(ValueError, match=match):
         eng.set_state(state)
     assert_unchanged(eng, snap)
+
+
+def test_nan_model_values_neither_crash_nor_win():
+    def sqrt_model(settings, params, constants):
+        x, = settings
+        return np.sqrt(x) * params[0]  # NaN for x < 0
+
+    with np.errstate(invalid="ignore"):
+        eng = OBEEngine(sqrt_model, (np.array([-1.0, 1.0, 4.0]),),
+                        np.random.default_rng(0).normal(size=(1, 500)), (), seed=0)
+        u = eng.utility()
+        assert u[0] == 0.0 and np.all(np.isfinite(u))
+        assert eng.optimal_setting() == (4.0,)
+        with pytest.raises(ZeroLikelihoodError):
+            eng.update((-1.0,), 0.0, 1.0)  # every particle predicts NaN

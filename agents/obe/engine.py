@@ -348,6 +348,8 @@ class OBEEngine:
             u = _util.full_kld(y, nv, self.rng)
         if not (isinstance(self.cost, float) and self.cost == 1.0):
             u /= self.cost
+        if not np.isfinite(u).all():  # NaN model values: such settings are worth nothing
+            np.nan_to_num(u, copy=False, nan=0.0, posinf=np.finfo(float).max, neginf=0.0)
         return u
 
     def _setting_at(self, index: int) -> tuple[float, ...]:
