@@ -12,12 +12,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(STAMP): $(PY) setup.cfg pyproject.toml
-	$(PY) -m pip install --quiet --disable-pip-version-check setuptools wheel
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,router,plot]'
-	@# crossbar's dependency bjdata ships a C extension built against NumPy 1.x, which prints a
-	@# NumPy ABI traceback in every router worker under NumPy 2: rebuild it against our NumPy.
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-cache-dir --no-binary bjdata \
-		--no-build-isolation --force-reinstall --no-deps bjdata
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -26,7 +21,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 demo: $(STAMP)
-	$(PY) -m ocs_core.demo
+	$(PY) clients/examples/demo.py
 
 bench: $(STAMP)
 	$(PY) bench/rpc.py

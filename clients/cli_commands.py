@@ -29,9 +29,15 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                    help="seconds to gather heartbeats (they come every second)")
     p.set_defaults(func=cmd_scan)
 
-    p = subparsers.add_parser("status", parents=[common], help="an agent's ops, or one op's session")
-    p.add_argument("instance_id", metavar="INSTANCE")
+    p = subparsers.add_parser("status", parents=[common],
+                              help="an agent's ops, or one op's session; without INSTANCE, the site "
+                                   "(router, supervisor, this host's agents)")
+    p.add_argument("instance_id", nargs="?", metavar="INSTANCE")
     p.add_argument("op", nargs="?", metavar="OP")
+    p.add_argument("--run-dir", default="run", metavar="DIR",
+                   help="site form: the run directory of `ocs-core up` (default: ./run)")
+    p.add_argument("--listen-time", type=float, default=1.5, metavar="S",
+                   help="site form: seconds to gather heartbeats (they come every second)")
     p.set_defaults(func=cmd_status)
 
     p = subparsers.add_parser("call", parents=[common],
@@ -96,6 +102,9 @@ def _fail(exc: Exception) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if args.instance_id is None:  # the site form, see ocs_core.cli_launcher
+        from ocs_core.cli_launcher import site_status
+        return site_status(args, gather_heartbeats, LIVE_WINDOW)
     try:
         client = _client(args)
         if args.op:
@@ -136,29 +145,37 @@ def cmd_call(args: argparse.Namespace) -> int:
         op = _op(client, args.op)
         reply = op.start(**params)
         if reply.status != ResponseCode.OK:
-            return _fail(ValueError(reply.msg))
+            return _fail(ValueError(f"start {args.instance_id} {args.op}: {reply.msg}"))
         if not hasattr(op, "abort") or args.no_wait:  # a Process, or asked not to wait
             print(repr(reply))
             return 0
-        return _follow(op, reply)
+        return _follow(op, reply, f"{args.instance_id} {args.op}")
     except (ControlClientError, UsageError) as exc:
         return _fail(exc)
 
 
-def _follow(op, reply) -> int:
+def _follow(op, reply, what: str) -> int:
     """Print a running Task's messages as they arrive; exit status 0 when it succeeds."""
     shown = 0
     while True:
         session = reply.session or {}
         messages = session.get("messages", [])
         for stamp, text in messages[shown:]:
-            print(f"{time.strftime('%H:%M:%S', time.localtime(stamp))} {text}")
+            print(f"{time.strftime('%H:%M:%S', time.localtime(stamp))} {text}", flush=True)
         shown = len(messages)
         if session.get("status") == "done":
             if session.get("data"):
                 print(json.dumps(session["data"], indent=2, sort_keys=True))
-            return 0 if session.get("success") else 1
+            if session.get("success"):
+                return 0
+            return _fail(ValueError(f"{what} failed: {_last_words(session)}"))
         reply = op.wait(timeout=0.5)
+
+
+def _last_words(session: dict) -> str:
+    """The op's own final message (the one before 'Status is now "done".')."""
+    texts = [m[1] for m in session.get("messages", [])]
+    return texts[-2] if len(texts) >= 2 else "no message"
 
 
 def cmd_stop_abort(args: argparse.Namespace) -> int:
@@ -173,8 +190,10 @@ def cmd_stop_abort(args: argparse.Namespace) -> int:
         reply = method()
     except (ControlClientError, UsageError) as exc:
         return _fail(exc)
+    if reply.status != ResponseCode.OK:
+        return _fail(ValueError(f"{args.action} {args.instance_id} {args.op}: {reply.msg}"))
     print(repr(reply))
-    return 0 if reply.status == ResponseCode.OK else 1
+    return 0
 
 
 # -- WebSocket commands ------------------------------------------------------------------------
@@ -224,11 +243,12 @@ def cmd_listen(args: argparse.Namespace) -> int:
     return run_with_session(hub, listen)
 
 
-def cmd_scan(args: argparse.Namespace) -> int:
+def gather_heartbeats(hub, listen_time: float) -> tuple[int, dict[str, tuple[float, dict]]]:
+    """Subscribe to every agent's heartbeat for ``listen_time`` s (runs the reactor: once per
+    process). Returns the exit status and ``{agent address: (time seen, op codes)}``."""
     from clients.client_t import run_with_session
     from ocs_core.util import dsleep
 
-    hub = _hub(args)
     beats: dict[str, tuple[float, dict]] = {}
 
     async def gather(session):
@@ -237,15 +257,22 @@ def cmd_scan(args: argparse.Namespace) -> int:
         def on_beat(event, *rest, **kw):
             try:
                 codes, info = event
+                if not isinstance(codes, dict):  # very old agents publish 0 (no op codes)
+                    codes = {"old_agent_no_opcodes": int(OpCode.EXPIRED)}
                 beats[info["agent_address"]] = (time.time(), codes)
             except (TypeError, ValueError, KeyError):
                 pass
 
         await session.subscribe(on_beat, f"{hub.address_root}..feeds.heartbeat",
                                 options=SubscribeOptions(match="wildcard"))
-        await dsleep(args.listen_time)
+        await dsleep(listen_time)
 
-    code = run_with_session(hub, gather)
+    return run_with_session(hub, gather), beats
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    hub = _hub(args)
+    code, beats = gather_heartbeats(hub, args.listen_time)
     if code:
         return code
     now = time.time()

@@ -23,6 +23,7 @@ from typing import Any, Callable
 from ocs_core import _quiet_imports  # noqa: F401  (before autobahn)
 from autobahn.twisted.wamp import ApplicationSession
 from autobahn.twisted.websocket import WampWebSocketClientFactory
+from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import ComponentConfig
 from twisted.internet import defer
 from twisted.internet.endpoints import clientFromString
@@ -30,7 +31,8 @@ from twisted.internet.endpoints import clientFromString
 from ocs_core.util import dsleep
 from clients.site import parse_control_args, resolve_hub
 
-__all__ = ["run_control_script", "OperationClient", "TaskClient", "ProcessClient", "dsleep"]
+__all__ = ["run_control_script", "run_with_session", "OperationClient", "TaskClient",
+           "ProcessClient", "dsleep", "describe_wamp_error"]
 
 
 def _session_of(app: Any) -> ApplicationSession:
@@ -89,6 +91,15 @@ class ProcessClient(OperationClient):
         return self.request("stop", params=params)
 
 
+def describe_wamp_error(exc: ApplicationError) -> str:
+    """One line for a WAMP error a call raised (with a hint for the common ones)."""
+    detail = "; ".join(str(a) for a in exc.args) or "no detail"
+    hint = {"wamp.error.no_such_procedure": " (is the agent running? `ocs-core scan`)",
+            "wamp.error.not_authorized": " (does the site's address_root match the router's?)",
+            }.get(exc.error, "")
+    return f"{exc.error}: {detail}{hint}"
+
+
 def _as_deferred(func: Callable, *args: Any, **kwargs: Any) -> defer.Deferred:
     if inspect.isgeneratorfunction(func):
         return defer.inlineCallbacks(func)(*args, **kwargs)
@@ -131,6 +142,9 @@ def run_with_session(hub: Any, func: Callable, *args: Any, **kwargs: Any) -> int
         def failed(failure):
             outcome["code"] = 1
             if failure.check(KeyboardInterrupt):
+                return
+            if failure.check(ApplicationError):
+                print(f"error: {describe_wamp_error(failure.value)}", file=sys.stderr)
                 return
             print(f"error: {failure.type.__name__}: {failure.value}", file=sys.stderr)
             if not failure.check(ConnectionError, ValueError, LookupError):

@@ -14,12 +14,12 @@ import time
 from collections import namedtuple
 from typing import Any
 
-from ocs_core.codes import ResponseCode
+from ocs_core.codes import ERROR, OK, TIMEOUT, ResponseCode
 
 from clients.client_http import DEFAULT_TIMEOUT, ControlClient, ControlClientError
 from clients.site import resolve_hub
 
-__all__ = ["OCSClient", "OCSReply", "ControlClientError"]
+__all__ = ["OCSClient", "OCSReply", "ControlClientError", "OK", "ERROR", "TIMEOUT", "ResponseCode"]
 
 _HANDLED_KEYS = {"op_name", "session_id", "status", "start_time", "end_time", "messages", "success"}
 
@@ -42,6 +42,10 @@ class OCSReply(namedtuple("OCSReply", ["status", "msg", "session"])):
     __slots__ = ()
 
     def __repr__(self) -> str:
+        return self.format()
+
+    def format(self, now: float | None = None) -> str:
+        """The readable block shown by ``repr``; ``now`` (unix time) fixes "for"/"ago" durations."""
         try:
             code = ResponseCode(self.status).name
         except ValueError:
@@ -52,14 +56,13 @@ class OCSReply(namedtuple("OCSReply", ["status", "msg", "session"])):
             lines.append("  (no session -- op has never run)")
             return "\n".join(lines)
         try:
-            lines.extend(_describe_session(session))
+            lines.extend(_describe_session(session, time.time() if now is None else now))
         except Exception:
             lines.append(f"  (session could not be decoded) {session!r}")
         return "\n".join(lines)
 
 
-def _describe_session(session: dict) -> list[str]:
-    now = time.time()
+def _describe_session(session: dict, now: float) -> list[str]:
     head = f"  {session['op_name']}[session={session['session_id']}]; status={session['status']}"
     status = session["status"]
     if status in ("starting", "running"):
@@ -184,7 +187,7 @@ class OCSClient:
         return f"OCSClient('{self.instance_id}')"
 
     def __dir__(self):
-        return list(super().__dir__()) + list(self._ops)
+        return sorted(set(super().__dir__()) | set(self._ops))
 
     def close(self) -> None:
         """Close the keep-alive HTTP connection."""

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,9 +34,39 @@ def parse_control_args(parser: argparse.ArgumentParser | None = None,
     return site_args.parse_args(site_args.CONTROL, add_site_arguments(parser), args)
 
 
+#: Hubs already resolved, keyed by everything the resolution reads (see :func:`_cache_key`);
+#: saves parsing the same site file again for every client a script makes.
+_HUB_CACHE: dict[tuple, Hub] = {}
+_HUB_CACHE_LOCK = threading.Lock()
+_HUB_CACHE_SIZE = 32
+
+
+def _cache_key(argv: list[str]) -> tuple | None:
+    """What a resolution of ``argv`` depends on: the options, the environment, the working
+    directory and the site file's identity (path, inode, size, mtime); None when the file is
+    not there (no caching: the parse will report it)."""
+    site_file = None
+    for i, token in enumerate(argv):
+        if token == "--site-file" and i + 1 < len(argv):
+            site_file = argv[i + 1]
+        elif token.startswith("--site-file="):
+            site_file = token.split("=", 1)[1]
+    try:
+        path = site_args.site_file_path(site_file)
+        st = os.stat(path)
+    except OSError:
+        return None
+    env = tuple(sorted((k, v) for k, v in os.environ.items()
+                       if k.startswith("OCS_") or k in site_args.ENV_FLAGS))
+    return (tuple(argv), env, os.getcwd(), str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def resolve_hub(args: Any = None, *, site_file: str | None = None,
                 site_host: str | None = None) -> Hub:
     """The hub from ``args`` (a list of options, a parsed namespace, or None for the defaults).
+
+    A site file already read (same path, size and modification time, same options and
+    environment) is not parsed again.
 
     Raises:
         ocs_core.site_config.SiteConfigError: no usable site file or hub entry.
@@ -54,7 +86,22 @@ def resolve_hub(args: Any = None, *, site_file: str | None = None,
             argv += ["--site-file", str(site_file)]
         if site_host is not None:
             argv += ["--site-host", site_host]
+        key = _cache_key(argv)
+        hub = _HUB_CACHE.get(key) if key is not None else None
+        if hub is not None:
+            return hub
         ns = parse_control_args(args=argv)
+        hub = _hub_of(ns)
+        if key is not None:
+            with _HUB_CACHE_LOCK:
+                if len(_HUB_CACHE) >= _HUB_CACHE_SIZE:
+                    _HUB_CACHE.clear()
+                _HUB_CACHE[key] = hub
+        return hub
+    return _hub_of(ns)
+
+
+def _hub_of(ns: argparse.Namespace) -> Hub:
     missing = [k for k in ("site_hub", "site_http", "site_realm", "address_root") if not getattr(ns, k, None)]
     if missing:
         raise site_args.SiteConfigError(

@@ -28,7 +28,7 @@ from twisted.internet.endpoints import clientFromString
 from twisted.logger import Logger
 from twisted.python import threadable
 
-from ocs_core.feeds import Feed
+from ocs_core.feeds import Feed, FeedError
 from ocs_core.logs import start_logging
 from ocs_core.operations import OpFunc, Operation, Operations
 from ocs_core.session import OpSession
@@ -150,6 +150,27 @@ class OCSAgent:
         """
         feed = self.feeds[name]
         self._emit_from_any_thread(feed, feed.payloads(message))
+
+    def publish_to_feed_acked(self, name: str, message: Any) -> defer.Deferred:
+        """Publish ``message`` on the unrecorded feed ``name``; fire when the router acknowledged it.
+
+        Call from the reactor thread. Unlike :meth:`publish_to_feed` nothing is queued: while
+        the router is away the Deferred fails at once with ConnectionError (nothing is sent),
+        and a publish the router refuses fails it with the router's error.
+
+        Raises:
+            KeyError: no such feed. FeedError: ``name`` is a recorded feed.
+        """
+        feed = self.feeds[name]
+        if feed.record:
+            raise FeedError(f"feed {name!r} is recorded (buffered); use publish_to_feed")
+        session = self.session
+        if not self._feeds_live or session is None:
+            return defer.fail(ConnectionError(f"{self.agent_address} is not connected to the "
+                                              f"router; not published on {feed.address}"))
+        d = session.publish(feed.address, feed.make_event(message),
+                            options=PublishOptions(acknowledge=True))
+        return d.addCallback(lambda _: None)
 
     def flush_feed(self, name: str) -> None:
         """Publish what a buffered recorded feed holds now."""
@@ -350,7 +371,10 @@ class OCSAgent:
     def _send(self, feed: Feed, event: list) -> None:
         seq = event[1]["seq"]
         feed.inflight[seq] = event
-        d = self._session.publish(feed.address, event, options=PublishOptions(acknowledge=True))
+        try:
+            d = self._session.publish(feed.address, event, options=PublishOptions(acknowledge=True))
+        except Exception:  # the transport is going away: requeued when the disconnect arrives
+            return
         d.addCallback(lambda _: feed.inflight.pop(seq, None))
         d.addErrback(lambda f: None)  # stays in flight; requeued when the connection drops
 
@@ -371,9 +395,13 @@ class OCSAgent:
             log.info("replayed {n} queued feed events", n=total)
 
     def _send_heartbeat(self) -> None:
-        if self.heartbeat_enabled and self.session is not None:
-            self.session.publish(self._heartbeat.address,
-                                 self._heartbeat.make_event(self.operations.op_codes()))
+        session = self.session
+        if self.heartbeat_enabled and session is not None:
+            try:
+                session.publish(self._heartbeat.address,
+                                self._heartbeat.make_event(self.operations.op_codes()))
+            except Exception as exc:  # the transport is going away; the next join beats again
+                log.debug("heartbeat not sent: {exc}", exc=exc)
 
     def _log_session_message(self, session: OpSession, text: str) -> None:
         log.info("{op}:{sid} {text}", op=session.op_name, sid=session.session_id, text=text)

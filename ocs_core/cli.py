@@ -25,6 +25,7 @@ __all__ = ["main", "build_parser", "common_options", "SUBCOMMANDS", "USER_ERRORS
 SUBCOMMANDS: list[str] = [
     "ocs_core.cli_router",
     "ocs_core.cli_agent",
+    "ocs_core.cli_launcher",
     "clients.cli_commands",  # named by string: ocs_core does not import clients
 ]
 
@@ -75,4 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Under ``python -m`` this file is ``__main__``; run the importable ``ocs_core.cli`` so that
+    # the CliError subcommands raise is the class USER_ERRORS names.
+    from ocs_core.cli import main as _main
+    sys.exit(_main())

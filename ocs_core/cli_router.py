@@ -51,13 +51,15 @@ def run_start(args: argparse.Namespace) -> int:
     if args.foreground:  # SIGTERM stops the router like Ctrl-C, also during startup
         signal.signal(signal.SIGTERM, _interrupt)
     pid = router.start(timeout=args.timeout)
-    print(f"router ready: {router.ws_url} and {router.http_url} (pid {pid}, log {router.log_path})",
-          flush=True)
-    if not args.foreground:
-        return 0
-    try:
+    try:  # from here on, a SIGTERM (KeyboardInterrupt) is a clean stop, even before wait()
+        print(f"router ready: {router.ws_url} and {router.http_url} (pid {pid}, log {router.log_path})",
+              flush=True)
+        if not args.foreground:
+            return 0
         status = router.wait()
     except KeyboardInterrupt:
+        if not args.foreground:
+            raise
         router.stop()
         print("router stopped")
         return 0

@@ -9,8 +9,8 @@ A package adds agents by declaring entry points, e.g. in its ``setup.cfg``::
 Each ``main(args: list[str])`` parses its own command line (see :mod:`ocs_core.site_args`).
 Two more sources, for a source checkout and for tests: the environment variable
 ``OCS_CORE_AGENTS`` (``Class=module:function`` items separated by commas; it wins over
-installed entry points), and, when ocs-core itself is not installed, the entry points listed
-in the checkout's own ``setup.cfg``.
+everything), and the entry points listed in the ``setup.cfg`` of the checkout this package was
+imported from (they win over installed metadata, which may be stale).
 """
 from __future__ import annotations
 
@@ -43,11 +43,11 @@ def _parse_pairs(text: str, sep: str) -> dict[str, str]:
 
 
 def _from_checkout() -> dict[str, str]:
-    try:
-        importlib.metadata.distribution("ocs-core")
-        return {}  # installed: its entry points are already visible
-    except importlib.metadata.PackageNotFoundError:
-        pass
+    """Entry points declared in the setup.cfg beside this ocs_core package, if it is a checkout.
+
+    They win over installed metadata, which can be stale for an editable install (a class added
+    to setup.cfg since ``pip install -e``) or belong to another checkout of the project.
+    """
     if not _SETUP_CFG.is_file():
         return {}
     parser = configparser.ConfigParser()
@@ -62,10 +62,10 @@ def _from_checkout() -> dict[str, str]:
 def agent_entries() -> dict[str, str]:
     """Every known agent class, mapped to its ``module:function`` target."""
     entries = _parse_pairs(os.environ.get(AGENTS_ENV, ""), ",")
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        entries.setdefault(ep.name, ep.value)
     for name, target in _from_checkout().items():
         entries.setdefault(name, target)
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        entries.setdefault(ep.name, ep.value)
     return entries
 
 

@@ -110,3 +110,53 @@ async def test_round_trip_with_real_iblutil():
         raise
     finally:
         ours.close()
+
+
+@pytest.mark.interop
+@pytest_twisted.inlineCallbacks
+def test_rig_agent_bridges_real_iblutil(router, start_agent):
+    """OCSClient.start reaches an iblutil rig (--udp-peer); its EXPINIT reaches a WAMP listener."""
+    from twisted.internet import threads
+
+    from agents.rig.feed_format import FEED_NAME, REMOTE_FEED_NAME
+    from agents.rig.wamp import join_router, wamp_communicator
+    from clients.ocs_client import OCSClient
+
+    python = _iblutil_python()
+    ibl_port, agent_port = _free_udp_port(), _free_udp_port()
+    peer = _Peer()
+    script = str(Path(__file__).parent / "peers" / "iblutil_bridge_rig.py")
+    process = reactor.spawnProcess(peer, python, [python, script, str(ibl_port), str(agent_port)],
+                                   env=dict(os.environ))
+
+    def line():
+        return peer.lines.get().addTimeout(DEADLINE, reactor)
+
+    session = None
+    try:
+        assert (yield line()) == {"step": "ready"}
+        yield threads.deferToThread(
+            start_agent, "rig-ibl", agent_class="RigAgent",
+            env={"OCS_CORE_AGENTS": "RigAgent=agents.rig.agent:main"},
+            arguments=["--udp-port", agent_port, "--udp-peer", f"udp://127.0.0.1:{ibl_port}"])
+        session = yield join_router(router.ws_url, router.hub.wamp_realm).addTimeout(DEADLINE, reactor)
+        listener = yield wamp_communicator(session, f"{router.address_root}.ibl-listener", listen="rig-ibl",
+                                           listen_feeds=(FEED_NAME, REMOTE_FEED_NAME))
+        relayed = listener.on_event("EXPINIT")
+        client = yield threads.deferToThread(OCSClient, "rig-ibl", site_file=str(router.site_file))
+        reply = yield threads.deferToThread(client.start, exp_ref="2026-11-23_1_mouse")
+        client.close()
+        assert reply.session["success"], reply
+        assert (yield line()) == {"step": "server-got", "event": "EXPSTART", "data": ["2026-11-23_1_mouse", None]}
+        assert (yield line()) == {"step": "client-confirmed"}
+        msg = yield relayed.addTimeout(DEADLINE, reactor)
+        assert msg.data == {"hello": "from iblutil"} and msg.source.startswith("udp://127.0.0.1:")
+        assert (yield peer.ended.addTimeout(DEADLINE, reactor)) == 0
+    except BaseException:
+        print(peer.stderr.decode(errors="replace")[-4000:])
+        if process.pid:
+            process.signalProcess("KILL")
+        raise
+    finally:
+        if session is not None and session.is_attached():
+            yield session.leave()

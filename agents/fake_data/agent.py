@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import numpy as np
+from twisted.internet import defer
 
 from ocs_core import site_config
 from ocs_core.agent import OCSAgent, init_site_agent
@@ -32,6 +33,7 @@ class FakeDataAgent:
         self.sample_rate = max(1e-3, float(sample_rate))
         self.rng = np.random.default_rng(seed)
         self._stop_acq_event = threading.Event()
+        self._count_tick: defer.Deferred | None = None
         agent.register_feed(FEED, record=True, agg_params={"frame_length": frame_length},
                             buffer_time=buffer_time)
 
@@ -84,14 +86,18 @@ class FakeDataAgent:
         """
         session.data = {"counter": 0, "last_update": time.time()}
         while session.status == "running":
-            await dsleep(1)
-            if session.status != "running":
+            self._count_tick = dsleep(1)
+            try:
+                await self._count_tick
+            except defer.CancelledError:  # the stopper woke us up
                 break
             session.data = {"counter": session.data["counter"] + 1, "last_update": time.time()}
         return True, "Exited on request."
 
     def _stop_count(self, session: OpSession, params: Any) -> None:
         session.set_status("stopping")
+        if self._count_tick is not None:
+            self._count_tick.cancel()
 
     @param("heartbeat", default=True, type=bool)
     def set_heartbeat(self, session: OpSession, params: dict) -> tuple[bool, str]:

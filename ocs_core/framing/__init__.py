@@ -1,1 +1,1 @@
-"""Sans-IO wire formats (bytes in, events out; objects in, bytes out), free of any event loop."""
+"""Sans-IO wire formats: length-prefixed JSON (optbayesexpt) and tab-separated lines (instrument servers)."""

@@ -1,0 +1,110 @@
+"""Unit tests of the launcher's supervision logic (no processes, an explicit clock)."""
+import pytest
+
+from ocs_core.supervision import BackoffPolicy, Child, ChildState, describe_exit
+
+
+def test_backoff_doubles_to_the_cap():
+    policy = BackoffPolicy(initial=1, factor=2, maximum=30)
+    assert [policy.delay(n) for n in range(1, 8)] == [1, 2, 4, 8, 16, 30, 30]
+    assert policy.delay(0) == 0
+    assert policy.delay(10_000) == 30  # no overflow for long failure streaks
+
+
+@pytest.mark.parametrize("kwargs", [{"initial": -1}, {"factor": 0.5}, {"initial": 5, "maximum": 1},
+                                    {"reset_after": -1}])
+def test_backoff_rejects_bad_policies(kwargs):
+    with pytest.raises(ValueError, match="invalid backoff policy"):
+        BackoffPolicy(**kwargs)
+
+
+def start(child, now, pid=100):
+    child.want(now)
+    assert child.due(now)
+    return child.spawned(now, pid)
+
+
+def test_normal_life_cycle_and_stop():
+    child = Child("faker1")
+    assert child.state is ChildState.STOPPED and not child.due(0)
+    event = start(child, 0.0, pid=42)
+    assert (child.state, child.pid, str(event)) == (ChildState.STARTING, 42, "faker1: started (pid 42)")
+    assert str(child.ready(0.5)) == "faker1: running (pid 42)"
+    assert child.ready(0.6) is None  # only once
+    assert child.request_stop(1.0) is True and child.state is ChildState.STOPPING
+    events = child.exited(1.2, 0)
+    assert [str(e) for e in events] == ["faker1: stopped (exited with code 0)"]
+    assert child.state is ChildState.STOPPED and child.pid is None and not child.due(100)
+    assert child.restarts == 0
+
+
+def test_unexpected_exits_back_off_and_count_restarts():
+    child = Child("faker1", BackoffPolicy(initial=1, factor=2, maximum=5, reset_after=60))
+    now = 0.0
+    start(child, now)
+    delays = []
+    for i in range(5):
+        now += 2.0  # dies after 2 s each time
+        events = child.exited(now, -9)
+        assert [e.kind for e in events] == ["exited", "restarting"]
+        assert events[0].text == "exited with code -9 (SIGKILL)"
+        assert child.state is ChildState.BACKOFF
+        delay = child.next_start - now
+        delays.append(delay)
+        assert not child.due(now + delay - 0.01) and child.due(now + delay)
+        now += delay
+        child.spawned(now, 200 + i)
+    assert delays == [1, 2, 4, 5, 5]
+    assert events[1].text == "restarting in 5 s"
+    assert child.restarts == 5 and child.spawns == 6
+
+
+def test_long_uptime_resets_the_backoff():
+    child = Child("a", BackoffPolicy(initial=1, factor=2, maximum=30, reset_after=60))
+    start(child, 0)
+    child.exited(1, 1)  # failure 1 -> 1 s
+    child.spawned(2, 2)
+    child.exited(3, 1)  # failure 2 -> 2 s
+    assert child.next_start == 5
+    child.spawned(5, 3)
+    child.ready(6)
+    child.exited(5 + 60, 1)  # stayed up 60 s: counts as the first failure again
+    assert child.next_start == 66
+    assert child.snapshot(65.5)["next_start_in"] == 0.5
+
+
+def test_stop_while_backing_off_needs_no_signal():
+    child = Child("a")
+    start(child, 0)
+    child.exited(1, 3)
+    assert child.request_stop(1.5) is False
+    assert child.state is ChildState.STOPPED and not child.due(1000)
+    assert child.exited(2, 0) == []  # a late exit report changes nothing
+
+
+def test_spawn_failure_retries_with_backoff():
+    child = Child("a", BackoffPolicy(initial=1))
+    child.want(0)
+    events = child.spawn_failed(0, "no such file")
+    assert [str(e) for e in events] == ["a: failed to start: no such file", "a: restarting in 1 s"]
+    assert child.due(1) and child.snapshot(0.5)["last_error"] == "no such file"
+    child.spawned(1, 7)
+    assert child.snapshot(1)["last_error"] is None
+
+
+def test_snapshot_and_misuse():
+    child = Child("a")
+    assert child.snapshot(0) == {"state": "stopped", "pid": None, "restarts": 0, "last_exit": None,
+                                 "uptime": None, "next_start_in": None, "last_error": None}
+    with pytest.raises(RuntimeError, match="spawned while stopped"):
+        child.spawned(0, 1)
+    start(child, 10, pid=5)
+    snap = child.snapshot(12.5)
+    assert (snap["state"], snap["pid"], snap["uptime"]) == ("starting", 5, 2.5)
+
+
+def test_describe_exit():
+    assert describe_exit(None) == "exited"
+    assert describe_exit(0) == "exited with code 0"
+    assert describe_exit(-15) == "exited with code -15 (SIGTERM)"
+    assert describe_exit(-200) == "exited with code -200"
