@@ -306,3 +306,101 @@ def test_kernel_normals_are_standard():
     assert abs(z.mean()) < 0.01 and abs(z.var() - 1) < 0.01
     assert abs(np.mean(z ** 4) - 3) < 0.05
     assert abs(np.corrcoef(z[0], z[1])[0, 1]) < 0.01
+
+
+def test_single_precision_likelihood_matches_double():
+    prior = np.random.default_rng(13).normal(0, 1, (2, 5000))
+    a = OBEEngine(line, (np.array([0.0, 1.0, 2.0]),), prior, (), seed=1, likelihood_precision="double",
+                  resample_threshold=0.0)
+    b = OBEEngine(line, (np.array([0.0, 1.0, 2.0]),), prior, (), seed=1, likelihood_precision="single",
+                  resample_threshold=0.0)
+    for x, y in ((1.0, 0.3), (2.0, 1.1), (0.0, -0.2)):
+        a.update((x,), y, 0.5)
+        b.update((x,), y, 0.5)
+    np.testing.assert_allclose(b.weights, a.weights, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(b.mean(), a.mean(), rtol=1e-6)
+
+
+def test_single_precision_utility_ranks_like_double():
+    kw = dict(model="lorentzian", settings={"start": 1.5, "stop": 4.5, "num": 300}, n_particles=3000,
+              noise_std=500, seed=5)
+    a = OBEEngine.from_config(kw)
+    b = OBEEngine.from_config({**kw, "utility_precision": "single"})
+    ua, ub = a.utility(), b.utility()  # same draws: same generator state
+    np.testing.assert_allclose(ub, ua, rtol=1e-3)
+    assert a.optimal_setting() == b.optimal_setting()
+
+
+def test_state_round_trip_through_run_store(tmp_path):
+    from agents.obe.engine import join_state, split_state
+    from agents.obe.store import RunStore
+    cfg = {"model": "line", "settings": [0.0, 0.5, 1.0], "n_particles": 3000, "seed": 21}
+    a = OBEEngine.from_config(cfg)
+    rng = np.random.default_rng(0)
+    for _ in range(15):
+        x = a.optimal_setting()
+        a.update(x, 0.4 * x[0] - 0.1 + rng.normal(0, 0.05), 0.05)
+    with RunStore(tmp_path / "obe.sqlite") as store:
+        run = store.new_run(a.config)
+        arrays, meta = split_state(a.get_state())
+        store.save_snapshot(run, a.n_measurements, arrays, meta)
+        snap = store.latest_snapshot(run)
+        b = OBEEngine.from_config(store.run(run)["config"])
+    b.set_state(join_state(snap.arrays, snap.meta))
+    assert b.n_measurements == 15
+    assert [a.good_setting() for _ in range(5)] == [b.good_setting() for _ in range(5)]
+    np.testing.assert_array_equal(a.weights, b.weights)
+
+
+def test_cost_per_setting_steers_the_choice():
+    prior = np.random.default_rng(3).normal(size=(2, 2000))
+    cheap = OBEEngine(line, (np.linspace(0, 5, 11),), prior, (), seed=4)
+    assert cheap.optimal_setting() == (5.0,)
+    cost = np.ones(11)
+    cost[-3:] = 100.0
+    dear = OBEEngine(line, (np.linspace(0, 5, 11),), prior, (), seed=4, cost=cost)
+    assert dear.optimal_setting() == (3.5,)
+    with pytest.raises(ValueError, match="cost"):
+        OBEEngine(line, (np.linspace(0, 5, 11),), prior, (), cost=np.ones(3))
+
+
+def test_two_channel_utility_weights_channels_by_noise():
+    prior = np.random.default_rng(3).normal(size=(2, 2000))
+    eng = OBEEngine(two_channel, (np.linspace(0, 5, 11),), prior, (), seed=4,
+                    default_noise_std=[1.0, 1e6])
+    only_first = OBEEngine(line, (np.linspace(0, 5, 11),), prior, (), seed=4)
+    np.testing.assert_allclose(eng.utility(), only_first.utility(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"format": "x"}, "format"),
+    ({"rng_state": {"bit_generator": "MT19937"}}, "rng_state"),
+    ({"n_measurements": -1}, "n_measurements"),
+    ({"last_setting_index": 99}, "last_setting_index"),
+    ({"weights": np.zeros(300)}, "weights"),
+    ({"particles": np.full((2, 300), np.nan)}, "non-finite"),
+    ({"particles": np.zeros((3, 300))}, "shape"),
+])
+def test_bad_state_rejected_before_change(change, match):
+    eng = OBEEngine(line, (np.array([0.0, 1.0]),), np.random.default_rng(0).normal(size=(2, 300)), (), seed=0)
+    eng.update((1.0,), 0.5, 1.0)
+    state = {**eng.get_state(), **change}
+    snap = snapshot(eng)
+    with pytest.raises(ValueError, match=match):
+        eng.set_state(state)
+    assert_unchanged(eng, snap)
+
+
+def test_nan_model_values_neither_crash_nor_win():
+    def sqrt_model(settings, params, constants):
+        x, = settings
+        return np.sqrt(x) * params[0]  # NaN for x < 0
+
+    with np.errstate(invalid="ignore"):
+        eng = OBEEngine(sqrt_model, (np.array([-1.0, 1.0, 4.0]),),
+                        np.random.default_rng(0).normal(size=(1, 500)), (), seed=0)
+        u = eng.utility()
+        assert u[0] == 0.0 and np.all(np.isfinite(u))
+        assert eng.optimal_setting() == (4.0,)
+        with pytest.raises(ZeroLikelihoodError):
+            eng.update((-1.0,), 0.0, 1.0)  # every particle predicts NaN

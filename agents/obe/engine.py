@@ -16,12 +16,13 @@ from .models import ModelSpec, get_model
 from .posterior import ParticlePosterior, ZeroLikelihoodError, _dot, as_particle_array
 from .priors import sample_prior
 from .records import as_channels, check_setting, check_sigma, check_y
+from .state import STATE_FORMAT, check_state, join_state, split_state
 
-__all__ = ["OBEEngine", "ZeroLikelihoodError", "SELECTIONS", "UTILITIES"]
+__all__ = ["OBEEngine", "ZeroLikelihoodError", "SELECTIONS", "UTILITIES", "split_state",
+           "join_state"]
 
 SELECTIONS = ("optimal", "good", "random")
 UTILITIES = _util.UTILITIES
-STATE_FORMAT = "ocs-core-obe-state/1"
 SINGLE_PRECISION_MIN = 4096
 _EXP_UNDERFLOW = -745.13  # exp(x) == 0.0 in float64 below this
 
@@ -347,6 +348,8 @@ class OBEEngine:
             u = _util.full_kld(y, nv, self.rng)
         if not (isinstance(self.cost, float) and self.cost == 1.0):
             u /= self.cost
+        if not np.isfinite(u).all():  # NaN model values: such settings are worth nothing
+            np.nan_to_num(u, copy=False, nan=0.0, posinf=np.finfo(float).max, neginf=0.0)
         return u
 
     def _setting_at(self, index: int) -> tuple[float, ...]:
@@ -355,7 +358,7 @@ class OBEEngine:
 
     def optimal_setting(self) -> tuple[float, ...]:
         """The grid setting of highest utility (first on ties)."""
-        return self._setting_at(int(np.argmax(self.utility())))
+        return self._setting_at(int(self.utility().argmax()))
 
     def good_setting(self, pickiness: float | None = None) -> tuple[float, ...]:
         """A grid setting drawn with probability proportional to ``utility**pickiness``."""
@@ -404,25 +407,32 @@ class OBEEngine:
 
     @property
     def effective_sample_size(self) -> float:
+        """``1 / sum(w**2)``: how many equally weighted particles the posterior is worth."""
         return self.posterior.effective_sample_size
 
     @property
     def n_particles(self) -> int:
+        """Number of particles N."""
         return self.posterior.n_particles
 
     def mean(self) -> np.ndarray:
+        """Posterior mean per parameter ``(P,)``."""
         return self.posterior.mean()
 
     def std(self) -> np.ndarray:
+        """Posterior standard deviation per parameter ``(P,)`` (population formula)."""
         return self.posterior.std()
 
     def covariance(self) -> np.ndarray:
+        """Weighted, bias-corrected posterior covariance ``(P, P)``."""
         return self.posterior.covariance()
 
     def quantiles(self, q: Any) -> np.ndarray:
+        """Marginal quantiles ``(P, len(q))`` (``(P,)`` for a scalar q)."""
         return self.posterior.quantiles(q)
 
     def credible_interval(self, level: float = 0.95) -> np.ndarray:
+        """Central credible interval per parameter ``(P, 2)``."""
         return self.posterior.credible_interval(level)
 
     # ------------------------------------------------------------------ snapshot / restore
@@ -437,25 +447,9 @@ class OBEEngine:
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`get_state` output; validated before anything changes."""
-        if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
-            raise ValueError(f"state must be a mapping with format {STATE_FORMAT!r}")
-        for key in ("particles", "weights", "rng_state", "n_measurements"):
-            if key not in state:
-                raise ValueError(f"state lacks {key!r}")
-        rs = state["rng_state"]
-        probe = type(self.rng.bit_generator)()
-        try:
-            probe.state = rs
-        except (TypeError, ValueError, KeyError) as exc:
-            raise ValueError(f"state 'rng_state' does not fit {type(probe).__name__}: {exc}") from None
-        n_meas = state["n_measurements"]
-        if isinstance(n_meas, bool) or not isinstance(n_meas, (int, np.integer)) or n_meas < 0:
-            raise ValueError(f"state 'n_measurements' must be a non-negative int, got {n_meas!r}")
-        last = state.get("last_setting_index")
-        if last is not None and not (isinstance(last, (int, np.integer)) and 0 <= last < self.n_settings):
-            raise ValueError(f"state 'last_setting_index' out of range: {last!r}")
+        rs, n_meas, last = check_state(state, type(self.rng.bit_generator), self.n_settings)
         self.posterior.set_state(state["particles"], state["weights"], state.get("n_resamples", 0))
         self.rng.bit_generator.state = rs
-        self.n_measurements = int(n_meas)
-        self.last_setting_index = None if last is None else int(last)
+        self.n_measurements = n_meas
+        self.last_setting_index = last
         self._alloc_buffers()

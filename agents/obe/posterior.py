@@ -233,8 +233,8 @@ class ParticlePosterior:
         w = self._w
         size = w.size
         if size < _BLOCK_DRAW_MIN:
-            cw = np.cumsum(w)
-            idx = np.searchsorted(cw, self.rng.random(n) * cw[-1], side="right")
+            cw = w.cumsum()
+            idx = cw.searchsorted(self.rng.random(n) * cw[-1], side="right")
             return np.minimum(idx, size - 1, out=idx)
         # Two-level inverse CDF without an O(N) cumulative sum: the particles are split into
         # k strided blocks {j, j+k, j+2k, ...} (plus a short contiguous tail block k), whose
