@@ -36,6 +36,12 @@ def _check_sequence(events, outages):
     assert min(seqs) == 1
 
 
+def _caught_up(events, beyond):
+    """Every sequence number up to the newest has arrived, and ``beyond`` events more than before."""
+    seqs = {e[1]["seq"] for e in events}
+    return len(events) > beyond and seqs == set(range(1, max(seqs) + 1))
+
+
 async def _callable(http_url, address, timeout=20.0):
     async def probe():
         reply = await threads.deferToThread(http_call, http_url, address, "get_agent_class", timeout=2)
@@ -77,7 +83,8 @@ async def test_link_cuts_of_under_a_second_and_two_seconds(router, tmp_path):
             proxy.restore()
             await _callable(router.http_url, address)
             seen = len(subscriber.events)
-            await until(lambda: len(subscriber.events) > seen + 5, what="events after the cut")
+            await until(lambda: _caught_up(subscriber.events, seen + 5), timeout=15,
+                        what="the queued events and new ones after the cut")
         status = await threads.deferToThread(_ops, router.http_url, address, "status", "acq")
         assert status[2]["status"] == "running" and status[2]["session_id"] == 0  # never restarted
         await threads.deferToThread(_ops, router.http_url, address, "stop", "acq")
@@ -112,8 +119,8 @@ async def test_router_restarts_after_5_and_15_seconds(tmp_path):
                 await threads.deferToThread(rt.start)
                 await _callable(rt.http_url, address, timeout=30)
                 seen = len(subscriber.events)
-                await until(lambda: len(subscriber.events) > seen + 5, timeout=15,
-                            what="events after the restart")
+                await until(lambda: _caught_up(subscriber.events, seen + 5), timeout=20,
+                            what="the queued events and new ones after the restart")
             assert agent.is_running()
             status = await threads.deferToThread(_ops, rt.http_url, address, "status", "acq")
             assert status[2]["status"] == "running" and status[2]["session_id"] == 0
