@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
 
-from ocs_core.testing import RouterFixture, project_env, running_router  # noqa: E402
+from ocs_core.testing import RouterFixture, project_env, running_router, write_site_config  # noqa: E402
 
 OP = "delay_task"
 MS = 1e3
@@ -95,6 +95,17 @@ class Report:
             value = r.value + (f" ({r.note})" if r.note else "")
             out.append(f"| {r.what} | {value} | {r.target} | {verdict} |")
         return "\n".join(out)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time used so far by every thread of ``pid`` (scheduler statistics, ns resolution)."""
+    total = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(stat.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass  # a thread that just ended
+    return total / 1e9
 
 
 # -- calls over the HTTP bridge --------------------------------------------------------------
@@ -228,6 +239,18 @@ class Launched:
                 return int(line.split()[1]) / 1024.0
         raise RuntimeError("no VmRSS")
 
+    def wait_unregistered(self, bridge: Bridge, timeout: float = 10.0) -> None:
+        """Poll until the router no longer knows the agent (so its id can be launched again)."""
+        deadline = time.monotonic() + timeout
+        body = bridge.body(self.address, "get_agent_class")
+        while time.monotonic() < deadline:
+            try:
+                bridge.post(body)
+            except RuntimeError:
+                return
+            time.sleep(0.01)
+        raise RuntimeError(f"{self.address} still registered {timeout} s after its process ended")
+
     def terminate(self, timeout: float = 20.0) -> float:
         """SIGTERM; return seconds until the process is gone (SIGKILL after ``timeout``)."""
         if self.proc is None or self.proc.poll() is not None:
@@ -249,7 +272,7 @@ def lifecycle(fixture: RouterFixture, bridge: Bridge, launches: int) -> dict[str
     out = {k: {"callable": [], "rss": [], "gone": []} for k in ("ours", "ocs")}
     for i in range(launches):
         for kind in (("ours", "ocs") if i % 2 == 0 else ("ocs", "ours")):
-            agent = Launched(kind, f"{kind}-life{i}", fixture)
+            agent = Launched(kind, f"life-{kind}", fixture)
             agent.start()
             try:
                 out[kind]["callable"].append(agent.wait_callable(bridge))
@@ -257,31 +280,49 @@ def lifecycle(fixture: RouterFixture, bridge: Bridge, launches: int) -> dict[str
                 out[kind]["rss"].append(agent.rss_mb())
             finally:
                 out[kind]["gone"].append(agent.terminate())
+            agent.wait_unregistered(bridge)
             print(f"  launch {i + 1} {kind:4}: callable {out[kind]['callable'][-1]:.3f} s, "
                   f"RSS {out[kind]['rss'][-1]:.1f} MB, gone {out[kind]['gone'][-1]:.3f} s",
                   flush=True)
     return out
 
 
-def ws_timings(fixture: RouterFixture, targets: list[str], iterations: int, warmup: int,
-               tmp: Path) -> dict[str, dict[str, list[float]]]:
-    out = tmp / "ws_times.json"
+def ws_timings(fixture: RouterFixture, callees: list[Launched], case: str, iterations: int,
+               warmup: int, tmp: Path) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """One case over WebSocket (a measuring subprocess); timings and callee CPU per call."""
+    out = tmp / f"ws_{case}.json"
     cmd = [sys.executable, str(ROOT / "bench" / "rpc_ws_client.py"), "--url", fixture.ws_url,
-           "--realm", fixture.hub.wamp_realm, "--targets", ",".join(targets),
-           "--iterations", str(iterations), "--warmup", str(warmup), "--out", str(out)]
+           "--realm", fixture.hub.wamp_realm, "--targets", ",".join(c.address for c in callees),
+           "--cases", case, "--iterations", str(iterations), "--warmup", str(warmup),
+           "--out", str(out)]
+    cpu0 = {c.address: cpu_seconds(c.proc.pid) for c in callees}
     done = subprocess.run(cmd, env=project_env(), cwd=ROOT, capture_output=True, text=True,
                           timeout=600)
+    cpu = {c.address: (cpu_seconds(c.proc.pid) - cpu0[c.address]) / (iterations + warmup)
+           for c in callees}
     if done.returncode != 0:
         raise RuntimeError(f"rpc_ws_client failed ({done.returncode}): {done.stderr[-2000:]}")
-    return json.loads(out.read_text())
+    return json.loads(out.read_text())[case], cpu
 
 
-def client_side(fixture: RouterFixture, bridge: Bridge, address: str, instance_id: str,
+def http_timings(bridge: Bridge, callees: list[Launched], case: str, iterations: int,
+                 warmup: int) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """One case over the HTTP bridge; timings and callee CPU per call."""
+    funcs = {c.address: http_cases(bridge, c.address)[case] for c in callees}
+    interleaved(funcs, 0, warmup)
+    cpu0 = {c.address: cpu_seconds(c.proc.pid) for c in callees}
+    times = interleaved(funcs, iterations, 0)
+    cpu = {c.address: (cpu_seconds(c.proc.pid) - cpu0[c.address]) / iterations for c in callees}
+    return times, cpu
+
+
+def client_side(site_file: Path, bridge: Bridge, address: str, instance_id: str,
                 constructions: int, iterations: int, warmup: int) -> dict[str, list[float]]:
+    """Client construction (ours vs ocs's) and status() through our client vs a raw call."""
     from clients.ocs_client import OCSClient
     from ocs import ocs_client as ocs_ocs_client
 
-    site_args = ["--site-file", str(fixture.site_file)]
+    site_args = ["--site-file", str(site_file)]
     clock = time.perf_counter
 
     def ours() -> float:
@@ -328,35 +369,39 @@ def client_side(fixture: RouterFixture, bridge: Bridge, address: str, instance_i
             "status_ocs_client": status["ocs_client"]}
 
 
-def report_rpc(report: Report, transport: str, times: dict[str, dict[str, list[float]]],
-               names: dict[str, str]) -> None:
-    bare, ours, ocs = names["bare"], names["ours"], names["ocs"]
-    for case in ("status", "cycle"):
-        t = {k: [x * MS for x in v] for k, v in times[case].items()}
-        label = "status()" if case == "status" else "delay_task(0) start+wait"
-        for who, key in (("bare", bare), ("ocs-core", ours), ("ocs 0.12.1", ocs)):
-            xs = t[key]
-            line = f"{transport} {label}, {who}: median / p95"
-            value = f"{median(xs):.3f} / {p95(xs):.3f} ms"
-            if case == "cycle" and who == "ocs-core":
-                target = TARGET_CYCLE_MS[transport]
-                report.add(line, value, f"<= {target} ms", median(xs) <= target,
-                           f"n={len(xs)}")
-            else:
-                report.add(line, value, note=f"n={len(xs)}")
-        for who, key in (("ocs-core", ours), ("ocs 0.12.1", ocs)):
-            over = median(t[key]) - median(t[bare])
-            line = f"{transport} {label}, {who} over bare (median)"
-            if case == "status":
-                target = TARGET_STATUS_OVERHEAD_MS
-                ok = over <= target if who == "ocs-core" else None
-                report.add(line, f"{over:+.3f} ms", f"<= {target} ms" if ok is not None else "", ok)
-            else:
-                # The issue's cycle target, as an overhead over two bare calls measured there.
-                budget = TARGET_CYCLE_MS[transport] - 2 * ISSUE_BARE_CALL_MS[transport]
-                ok = over <= budget if who == "ocs-core" else None
-                report.add(line, f"{over:+.3f} ms", f"<= {budget:.2f} ms" if ok is not None else "",
-                           ok, "budget = target - 2 bare calls of the issue" if ok is not None else "")
+def report_rpc(report: Report, transport: str, case: str, times: dict[str, list[float]],
+               cpu: dict[str, float], names: dict[str, str]) -> None:
+    """Rows for one transport and case: latency per callee, overheads, callee CPU per call."""
+    t = {k: [x * MS for x in v] for k, v in times.items()}
+    bare = names["bare"]
+    label = "status()" if case == "status" else "delay_task(0) start+wait"
+    for who, key in (("bare", bare), ("ocs-core", names["ours"]), ("ocs 0.12.1", names["ocs"])):
+        xs = t[key]
+        line = f"{transport} {label}, {who}: median / p95"
+        value = f"{median(xs):.3f} / {p95(xs):.3f} ms"
+        if case == "cycle" and who == "ocs-core":
+            target = TARGET_CYCLE_MS[transport]
+            report.add(line, value, f"<= {target} ms", median(xs) <= target, f"n={len(xs)}")
+        else:
+            report.add(line, value, note=f"n={len(xs)}")
+    for who, key in (("ocs-core", names["ours"]), ("ocs 0.12.1", names["ocs"])):
+        over = median(t[key]) - median(t[bare])
+        line = f"{transport} {label}, {who} over bare (median)"
+        mine = who == "ocs-core"
+        if case == "status":
+            target = TARGET_STATUS_OVERHEAD_MS
+            report.add(line, f"{over:+.3f} ms", f"<= {target} ms" if mine else "",
+                       over <= target if mine else None)
+        else:
+            # The issue's cycle target as an overhead over the two bare calls measured there.
+            budget = TARGET_CYCLE_MS[transport] - 2 * ISSUE_BARE_CALL_MS[transport]
+            report.add(line, f"{over:+.3f} ms", f"<= {budget:.2f} ms" if mine else "",
+                       over <= budget if mine else None,
+                       "target minus the issue's 2 bare calls" if mine else "")
+    c = {k: cpu[v] * MS for k, v in names.items()}
+    report.add(f"{transport} {label}, callee CPU per call: bare / ocs-core / ocs",
+               f"{c['bare']:.3f} / {c['ours']:.3f} / {c['ocs']:.3f} ms",
+               note=f"ocs-core {c['ours'] - c['bare']:+.3f}, ocs {c['ocs'] - c['bare']:+.3f} ms over bare")
 
 
 def main() -> int:
@@ -366,18 +411,18 @@ def main() -> int:
     parser.add_argument("--launches", type=int, default=None, help="launches of each agent")
     parser.add_argument("--markdown", action="store_true", help="also print a markdown table")
     args = parser.parse_args()
-    iterations = args.iterations or (40 if args.quick else 800)
-    warmup = 5 if args.quick else 80
-    launches = args.launches or (1 if args.quick else 5)
+    iterations = args.iterations or (40 if args.quick else 500)
+    warmup = 5 if args.quick else 50
+    launches = args.launches or (1 if args.quick else 3)
     constructions = 5 if args.quick else 40
 
     t_begin = time.perf_counter()
+    load_before = os.getloadavg()
     report = Report()
     with tempfile.TemporaryDirectory(prefix="bench-rpc-") as tmpdir:
         tmp = Path(tmpdir)
         instances = [{"agent-class": "FakeDataAgent", "instance-id": iid, "arguments": ["--mode", "idle"]}
-                     for iid in ["faker", "ocs-faker"] + [f"{k}-life{i}" for i in range(launches)
-                                                          for k in ("ours", "ocs")]]
+                     for iid in ("faker", "ocs-faker", "life-ours", "life-ocs")]
         print("starting the router ...", flush=True)
         with running_router(tmp, instances=instances) as fixture:
             bridge = Bridge(fixture.http_url)
@@ -392,8 +437,9 @@ def main() -> int:
                 theirs.start()
                 ours.wait_callable(bridge)
                 theirs.wait_callable(bridge)
-                bridge.call(f"{ours.address}.ops", "start", OP, {"delay": 0})
-                bridge.call(f"{ours.address}.ops", "wait", OP, {}, timeout=5)
+                for agent in (ours, theirs):  # one finished session each, as in the loops
+                    bridge.call(f"{agent.address}.ops", "start", OP, {"delay": 0})
+                    bridge.call(f"{agent.address}.ops", "wait", OP, {}, timeout=5)
                 reply = bridge.call(f"{ours.address}.ops", "status", OP, {})
                 reply_file = tmp / "bare_reply.json"
                 reply_file.write_text(json.dumps(reply))
@@ -401,39 +447,51 @@ def main() -> int:
                 callees.append(bare)
                 bare.start()
                 bare.wait_callable(bridge)
+                trio = [bare, ours, theirs]
                 names = {"bare": bare.address, "ours": ours.address, "ocs": theirs.address}
                 sizes = {k: len(json.dumps(bridge.call(f"{a}.ops", "status", OP, {})))
                          for k, a in names.items()}
 
-                print(f"HTTP: {iterations} interleaved iterations per case ...", flush=True)
-                funcs = {a: http_cases(bridge, a) for a in names.values()}
-                http = {case: interleaved({a: f[case] for a, f in funcs.items()}, iterations, warmup)
-                        for case in ("status", "cycle")}
-                print(f"WebSocket: {iterations} interleaved iterations per case ...", flush=True)
-                ws = ws_timings(fixture, list(names.values()), iterations, warmup, tmp)
+                results = {}
+                for transport in ("http", "ws"):
+                    for case in ("status", "cycle"):
+                        print(f"{transport} {case}: {iterations} interleaved iterations ...", flush=True)
+                        if transport == "http":
+                            results[transport, case] = http_timings(bridge, trio, case, iterations, warmup)
+                        else:
+                            results[transport, case] = ws_timings(fixture, trio, case, iterations,
+                                                                  warmup, tmp)
                 print("client side ...", flush=True)
-                cl = client_side(fixture, bridge, ours.address, "faker", constructions,
+                client_site = write_site_config(tmp / "client", fixture.port,
+                                                [{"agent-class": "FakeDataAgent", "instance-id": "faker"}],
+                                                realm=fixture.hub.wamp_realm,
+                                                address_root=fixture.address_root)
+                cl = client_side(client_site, bridge, ours.address, "faker", constructions,
                                  iterations, warmup)
             finally:
                 for c in callees:
                     c.terminate()
             bridge.http.close()
 
-    print(f"\nresults (status reply sizes: bare {sizes['bare']} B, ocs-core {sizes['ours']} B, "
-          f"ocs {sizes['ocs']} B; 2 cores; total run {time.perf_counter() - t_begin:.0f} s)")
-    report_rpc(report, "http", http, names)
-    report_rpc(report, "ws", ws, names)
+    load_after = os.getloadavg()
+    print(f"\nresults: status reply sizes bare {sizes['bare']} B, ocs-core {sizes['ours']} B, "
+          f"ocs {sizes['ocs']} B; {os.cpu_count()} cores; load average {load_before[0]:.1f} before, "
+          f"{load_after[0]:.1f} after; total run {time.perf_counter() - t_begin:.0f} s")
+    for (transport, case), (times, cpu) in results.items():
+        report_rpc(report, transport, case, times, cpu, names)
 
+    ocs_life = life["ocs"]
     for kind, who in (("ours", "ocs-core"), ("ocs", "ocs 0.12.1")):
         L = life[kind]
         mine = kind == "ours"
+        rel = (lambda key: f"{median(L[key]) / median(ocs_life[key]):.2f} x ocs") if mine else (lambda key: "")
         report.add(f"idle agent VmRSS, {who} (median of {len(L['rss'])})", f"{median(L['rss']):.1f} MB",
                    f"< {TARGET_RSS_MB:g} MB" if mine else "",
-                   median(L["rss"]) < TARGET_RSS_MB if mine else None)
+                   median(L["rss"]) < TARGET_RSS_MB if mine else None, rel("rss"))
         report.add(f"launch to callable, {who} (median of {len(L['callable'])})",
                    f"{median(L['callable']):.3f} s", f"<= {TARGET_CALLABLE_S} s" if mine else "",
                    median(L["callable"]) <= TARGET_CALLABLE_S if mine else None,
-                   f"max {max(L['callable']):.3f} s")
+                   f"max {max(L['callable']):.3f} s" + (f", {rel('callable')}" if mine else ""))
         report.add(f"SIGTERM to gone, {who} (median of {len(L['gone'])})",
                    f"{median(L['gone']):.3f} s", f"<= {TARGET_GONE_S} s" if mine else "",
                    median(L["gone"]) <= TARGET_GONE_S if mine else None,
@@ -443,7 +501,7 @@ def main() -> int:
     c_ocs = median(cl["construct_ocs"]) * MS
     report.add(f"OCSClient construction, ocs-core (median of {len(cl['construct_ours'])})",
                f"{c_ours:.2f} ms", f"<= {TARGET_CLIENT_CONSTRUCTION_MS} ms",
-               c_ours <= TARGET_CLIENT_CONSTRUCTION_MS)
+               c_ours <= TARGET_CLIENT_CONSTRUCTION_MS, f"{c_ours / c_ocs:.2f} x ocs")
     report.add(f"OCSClient construction, ocs 0.12.1 (median of {len(cl['construct_ocs'])})",
                f"{c_ocs:.2f} ms")
     raw, via, via_ocs = (median(cl[k]) * MS for k in ("status_raw", "status_client", "status_ocs_client"))
