@@ -35,3 +35,25 @@ def test_full_help_still_lists_every_subcommand():
     assert result.returncode == 0
     for command in ("router", "agent", "status", "call"):
         assert command in result.stdout
+
+
+SERIALIZERS = """
+import json, sys
+from ocs_core._quiet_imports import skip_unused_serializers
+skip_unused_serializers()
+import agents.fake_data.agent
+from autobahn.wamp import serializer
+from autobahn.wamp.message import Call
+for cls in (serializer.JsonSerializer, serializer.CBORSerializer, serializer.MsgPackSerializer):
+    ser = cls()
+    payload, binary = ser.serialize(Call(1, "observatory.faker.ops", args=["status", "acq"]))
+    assert ser.unserialize(payload, binary)[0].procedure == "observatory.faker.ops"
+print(json.dumps({"numpy": "numpy" in sys.modules, "ubjson": hasattr(serializer, "UBJSONSerializer")}))
+"""
+
+
+def test_agents_load_no_numpy_through_unused_serializers():
+    result = subprocess.run([sys.executable, "-c", SERIALIZERS], capture_output=True, text=True,
+                            timeout=60, env=project_env())
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"numpy": False, "ubjson": False}
