@@ -11,3 +11,17 @@ import sys
 
 if "_bjdata" not in sys.modules and "bjdata" not in sys.modules:
     sys.modules["_bjdata"] = None  # type: ignore[assignment]
+
+
+def skip_unused_serializers() -> None:
+    """Mark autobahn's optional UBJSON (``bjdata``) and FlatBuffers serializers as absent.
+
+    Both import NumPy when ``autobahn.wamp.serializer`` is first imported (~0.1 s and ~13 MB
+    per process); ocs-core agents speak JSON, CBOR or MsgPack only. ``ocs-core agent`` calls this
+    before the agent's module is imported; it does nothing once the serializers are loaded, and
+    the router never calls it.
+    """
+    if "autobahn.wamp.serializer" in sys.modules:
+        return
+    for name in ("bjdata", "autobahn.flatbuffers"):
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ocs_core._quiet_imports import skip_unused_serializers
 from ocs_core.discovery import find_agent_entry
 from ocs_core.site_args import site_file_path
 from ocs_core.site_config import SiteConfigError, load_site_config
@@ -40,6 +41,7 @@ def run_agent(args: argparse.Namespace) -> int:
         known = ", ".join(host.instance_ids) or "none"
         raise SiteConfigError(f"{site_file}: host {host.name!r}: unknown instance-id "
                               f"{args.instance_id!r} (known: {known})")
+    skip_unused_serializers()  # before the agent's module (and autobahn) is imported
     main = find_agent_entry(inst.agent_class)
     result = main(agent_command_line(args, site_file))
     return result if isinstance(result, int) else 0

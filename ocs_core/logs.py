@@ -19,6 +19,18 @@ _LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn
 _started = False
 
 
+def _format(event: dict) -> str:
+    """The event's text: plain ``str.format_map`` when the format allows it (a few times faster
+    than Twisted's ``formatEvent``), else ``formatEvent`` (call syntax ``{f()}``, missing keys)."""
+    fmt = event.get("log_format")
+    if isinstance(fmt, str):
+        try:
+            return fmt.format_map(event)
+        except Exception:
+            pass
+    return formatEvent(event)
+
+
 class _LineObserver:
     def __init__(self, stream: IO[str] | None, file: IO[str] | None, prefix: str) -> None:
         self.stream = stream
@@ -26,7 +38,7 @@ class _LineObserver:
         self.prefix = prefix
 
     def __call__(self, event: dict) -> None:
-        text = formatEvent(event).replace("\n", " | ")
+        text = _format(event).replace("\n", " | ")
         failure = event.get("log_failure")
         if failure is not None:
             text = f"{text}: {failure.type.__name__}: {failure.value}"

@@ -177,7 +177,12 @@ class _DuplicateKey(yaml.YAMLError):
     pass
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+#: libyaml's parser when PyYAML has it (about 10x faster: clients parse the site file on every
+#: construction), else the pure-Python one; the constructor is the safe one either way.
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _UniqueKeyLoader(_SafeLoader):  # type: ignore[misc,valid-type]
     """A safe loader that refuses duplicate mapping keys (PyYAML keeps the last silently)."""
 
     def construct_mapping(self, node, deep=False):  # noqa: D102
