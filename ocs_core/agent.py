@@ -404,7 +404,11 @@ class OCSAgent:
                 log.debug("heartbeat not sent: {exc}", exc=exc)
 
     def _log_session_message(self, session: OpSession, text: str) -> None:
-        log.info("{op}:{sid} {text}", op=session.op_name, sid=session.session_id, text=text)
+        # The op's own messages and its end at info; the routine starting/running steps at debug.
+        if text.startswith('Status is now "') and not text.endswith('"done".'):
+            log.debug("{op}:{sid} {text}", op=session.op_name, sid=session.session_id, text=text)
+        else:
+            log.info("{op}:{sid} {text}", op=session.op_name, sid=session.session_id, text=text)
 
     # -- lifecycle --------------------------------------------------------------------------
     def shutdown(self) -> defer.Deferred:

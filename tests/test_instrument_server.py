@@ -217,6 +217,18 @@ def raw_exchange(port, payload, expect_lines, timeout=10.0):
     return data.decode().splitlines()
 
 
+def _read_lines(sock, expect_lines):
+    """Read from an open socket until ``expect_lines`` lines or EOF; close it."""
+    with sock:
+        data = b""
+        while data.count(b"\n") < expect_lines:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return data.decode().splitlines()
+
+
 def raw_one_per_command(port, requests):
     return [raw_exchange(port, r, 1)[0] for r in requests]
 
@@ -360,7 +372,9 @@ def test_process_exits_on_sigterm_even_with_a_hung_measurement():
     proc = ServerProcess(reactor, ["--port", "0", "--delay", "30", "--timeout", "60"])
     port = yield proc.start()
     try:
-        pending = threads.deferToThread(raw_exchange, port, b"measure\t1\n", 1, 20)
+        hung = socket.create_connection(("127.0.0.1", port), timeout=20)  # connected before SIGTERM
+        hung.sendall(b"measure\t1\n")
+        pending = threads.deferToThread(_read_lines, hung, 1)
         yield threads.deferToThread(raw_exchange, port, b"ping\n", 1)
         proc.signal(signal.SIGTERM)
         code = yield proc.wait(timeout=5)
