@@ -15,6 +15,7 @@ from twisted.internet.testing import StringTransport
 from agents.obe.legacy_commands import BackendCall, LegacyDispatcher, OBEBackend, Reply
 from agents.obe.tcp import DEFAULT_INTERFACE, DEFAULT_PORT, LegacyOBEFactory, listen
 from ocs_core.framing.length_prefixed import FrameParser, Message, encode
+from raw_obe_client import at_eof, recv_exact, recv_frame, tcpcmd  # standard library only
 
 
 class FakeBackend:
@@ -360,38 +361,6 @@ def test_defaults():
 
 
 # -- real sockets on loopback, client uses only the standard library ---------------------------
-
-def recv_exact(sock, n):
-    chunks = []
-    while n:
-        chunk = sock.recv(min(n, 65536))
-        if not chunk:
-            raise ConnectionError("connection closed before the full reply")
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
-
-
-def recv_frame(sock):
-    head = recv_exact(sock, 10)
-    return head + recv_exact(sock, int(head))
-
-
-def tcpcmd(port, obj):
-    """One request per connection, like optbayesexpt's Socket.tcpcmd."""
-    body = json.dumps(obj).encode()
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(b"%010d" % len(body) + body)
-        reply = recv_frame(sock)
-    return json.loads(reply[10:])
-
-
-def at_eof(sock):
-    try:
-        return sock.recv(1) == b""
-    except ConnectionResetError:
-        return True
-
 
 @pytest.fixture
 def served():
