@@ -206,15 +206,9 @@ class Device(InstrumentServer):
 
 def raw_exchange(port, payload, expect_lines, timeout=10.0):
     """A plain socket client: send payload, read until expect_lines lines arrived."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(payload)
-        data = b""
-        while data.count(b"\n") < expect_lines:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return data.decode().splitlines()
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sock.sendall(payload)
+    return _read_lines(sock, expect_lines)
 
 
 def _read_lines(sock, expect_lines):
