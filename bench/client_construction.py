@@ -1,6 +1,6 @@
 """Benchmark of the client side: OCSClient construction, and status() against a bare bridge call.
 
-Run: ``PYTHONPATH=. python bench/clients.py [N]`` (starts its own router and FakeDataAgent on
+Run: ``PYTHONPATH=. python bench/client_construction.py [N]`` (starts its own router and FakeDataAgent on
 loopback; compares with ocs 0.12.1's OCSClient when ``ocs`` is installed).
 """
 from __future__ import annotations
