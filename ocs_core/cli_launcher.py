@@ -135,6 +135,8 @@ def _wait_up(args: argparse.Namespace, plan: SitePlan, proc: subprocess.Popen, l
         if pending[0] == "router":
             if router_answers(plan.hub):
                 pending.pop(0)
+            else:
+                _fail_fast_on_router_error(plan, proc)
         else:
             pending = [name for name in pending if not instance_ready(plan, name, timeout=1.0)]
         if pending and time.monotonic() >= deadline:
@@ -150,6 +152,21 @@ def _wait_up(args: argparse.Namespace, plan: SitePlan, proc: subprocess.Popen, l
     print(f"site up: {where}; agents: {', '.join(parts) or 'none'}; supervisor pid {proc.pid}, "
           f"logs in {plan.log_dir}; `ocs-core down` stops it", flush=True)
     return 0
+
+
+def _fail_fast_on_router_error(plan: SitePlan, proc: subprocess.Popen) -> None:
+    """The router could not even be started (port taken, crossbar missing): retrying cannot
+    help a user waiting on ``up``, so stop the supervisor and say why at once."""
+    info = (read_json(plan.state_path) or {}).get("router") or {}
+    error = info.get("last_error")
+    if not error or info.get("state") != "backoff":
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    raise CliError(f"the router did not start: {error}; nothing was left running")
 
 
 def _report_not_up(plan: SitePlan, pending: list[str], pid: int, log_path: Path, timeout: float) -> int:
