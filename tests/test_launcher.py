@@ -152,6 +152,30 @@ def test_user_errors_need_no_router(site):
     assert bad.returncode == 1 and "--backoff" in bad.stderr
 
 
+def test_up_fails_at_once_when_the_router_port_is_taken(tmp_path):
+    import socket
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        write_site_config(tmp_path, port, FAKE, log_dir="logs")
+        result = cli(tmp_path, "up", "--timeout", "60", timeout=40)
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("ocs-core: error: the router did not start:") and "already in use" in line
+    assert not (tmp_path / "run" / "supervisor.pid").exists()
+    assert all(not group_alive(pgid) for pgid in _recorded_groups(tmp_path))
+
+
+def _recorded_groups(cwd):
+    try:
+        doc = state(cwd)
+    except (OSError, ValueError):
+        return []
+    infos = [doc.get("router") or {}] + list(doc.get("agents", {}).values())
+    return [i["pgid"] for i in infos if i.get("pgid")]
+
+
 def test_killed_supervisor_takes_its_agents_along(site):
     """No router needed: agents keep trying to reach it; SIGKILL the supervisor, they go too."""
     cwd, _ = site
