@@ -212,7 +212,8 @@ class _Validator:
         self.where = where
 
     def fail(self, key: str, expected: str, got: Any = dataclasses.MISSING) -> SiteConfigError:
-        found = "" if got is dataclasses.MISSING else f", got {_type_name(got)} {got!r}"
+        shown = repr(got) if len(repr(got)) <= 60 else repr(got)[:57] + "..."
+        found = "" if got is dataclasses.MISSING else f", got {_type_name(got)} {shown}"
         if isinstance(got, (dict, list)):
             found = f", got {_type_name(got)}"
         return SiteConfigError(f"{self.where}: {key}: expected {expected}{found}")

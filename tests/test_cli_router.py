@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from ocs_core.process_group import group_members
-from ocs_core.router import port_in_use, probe
+from ocs_core.router import Router, port_in_use, probe
+from ocs_core.site_config import load_site_config
 from ocs_core.testing import free_port, project_env, write_site_config
 
 
@@ -75,6 +76,7 @@ def test_foreground_runs_until_sigterm(site, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        Router(load_site_config(site_file).hub, tmp_path / "node").stop()  # never leave it behind
     assert proc.returncode == 0, err
     assert "router stopped" in out and err == ""
     assert group_members(pid) == [] and not port_in_use("127.0.0.1", port)

@@ -8,6 +8,7 @@ import signal
 import socket
 import sys
 import time
+import warnings
 
 import pytest
 
@@ -259,3 +260,21 @@ def test_restart_on_the_same_port_after_a_client_was_connected(tmp_path):
         finally:
             agent.terminate()
     assert not fixture.is_running()
+
+
+@pytest.mark.parametrize("hub", [HUB, hub_on(18001, "[::1]"), hub_on(18001, "0.0.0.0"),
+                                 dataclasses.replace(HUB, wamp_server="ws://127.0.0.1:8001/wamp",
+                                                     wamp_http="http://127.0.0.1:8001/rpc")])
+def test_rendered_config_passes_crossbars_own_check(hub):
+    pytest.importorskip("crossbar")
+    with warnings.catch_warnings():  # crossbar's imports raise DeprecationWarnings of its own
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from crossbar.common.checkconfig import InvalidConfigException
+        from crossbar.personality import Personality
+
+    config = render_config(hub, worker_python=sys.executable)
+    Personality.check_config(Personality, config)
+    ws_path = hub_endpoint(hub).ws_path
+    config["workers"][0]["transports"][0]["paths"][ws_path]["options"]["auto_ping_size"] = 4
+    with pytest.raises(InvalidConfigException, match="auto_ping_size"):  # ocs's own value
+        Personality.check_config(Personality, config)
