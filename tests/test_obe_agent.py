@@ -15,7 +15,7 @@ from ocs_core.testing import free_port
 
 import raw_obe_client as raw
 from sim_instrument_agent import ENV as SIM_ENV
-from test_obe_tcp import _malformed_cases
+from obe_malformed import malformed_cases, send_malformed
 from wamp_helpers import Subscriber, until
 
 RUN = {"model": "lorentzian", "settings": {"start": 1.5, "stop": 4.5, "num": 200},
@@ -189,25 +189,9 @@ def test_1000_malformed_frames_leave_agent_serving_and_posterior_unchanged(obe):
     assert raw.tcpcmd(port, {"command": "newrun"}) == "OK"
     assert raw.tcpcmd(port, {"command": "newdat", "x": [3.0], "y": lor(3.0), "s": 100.0}) == "OK"
     before = raw.session(port, [{"command": "getmean"}, {"command": "getwgt"}, {"command": "getpar"}])
-    cases = _malformed_cases(random.Random(7))
+    cases = malformed_cases(random.Random(7))
     assert len(cases) >= 1000
-    counts = {"error": 0, "fatal": 0, "none": 0}
-    sock = None
-    for payload, expect in cases:
-        if sock is None:
-            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        sock.sendall(payload)
-        if expect in ("error", "fatal"):
-            reply = json.loads(raw.recv_frame(sock)[10:])
-            assert isinstance(reply, dict) and set(reply) == {"error"}, (payload, reply)
-        if expect == "fatal":
-            assert raw.at_eof(sock)
-        if expect != "error":
-            sock.close()
-            sock = None
-        counts[expect] += 1
-    if sock is not None:
-        sock.close()
+    counts = send_malformed(port, cases)
     assert counts["error"] >= 600 and counts["fatal"] == 200
     after = raw.session(port, [{"command": "getmean"}, {"command": "getwgt"}, {"command": "getpar"}])
     assert after == before

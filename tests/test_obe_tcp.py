@@ -15,6 +15,7 @@ from twisted.internet.testing import StringTransport
 from agents.obe.legacy_commands import BackendCall, LegacyDispatcher, OBEBackend, Reply
 from agents.obe.tcp import DEFAULT_INTERFACE, DEFAULT_PORT, LegacyOBEFactory, listen
 from ocs_core.framing.length_prefixed import FrameParser, Message, encode
+from obe_malformed import malformed_cases, send_malformed
 from raw_obe_client import at_eof, recv_exact, recv_frame, tcpcmd  # standard library only
 
 
@@ -430,74 +431,16 @@ def test_socket_done_replies_then_closes(served):
     assert (yield threads.deferToThread(client)) == (b'0000000004"OK"', True, "OK")
 
 
-def _malformed_cases(rng):
-    """(bytes to send, what to expect): 'error' (reply, connection kept), 'fatal' (reply, EOF), 'none'."""
-    bodies = []
-    for _ in range(150):  # random garbage bodies behind a correct length
-        bodies.append(bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 40))))
-    for _ in range(100):  # truncated JSON
-        text = json.dumps({"command": "newdat", "x": [rng.random()], "y": rng.random(), "s": 1.0})
-        bodies.append(text[:rng.randint(0, len(text) - 1)].encode())
-    for _ in range(100):  # NaN / Infinity / overflow tokens
-        token = rng.choice(["NaN", "Infinity", "-Infinity", "1e999", "-2e400"])
-        bodies.append(('{"command": "newdat", "x": [%s], "y": 1.0, "s": 1.0}' % token).encode())
-    wrong = [
-        "ready", 42, None, [], [{"command": "ready"}], {}, {"cmd": "ready"}, {"command": None},
-        {"command": ["ready"]}, {"command": "xxgetmeanxx"}, {"command": "newdatx"}, {"command": "Ready"},
-        {"command": "newdat"}, {"command": "newdat", "x": [1.0], "y": 1.0},
-        {"command": "newdat", "x": "1", "y": 1.0, "s": 1.0}, {"command": "newdat", "x": [1.0], "y": [], "s": 1.0},
-        {"command": "newdat", "x": [1.0], "y": 1.0, "s": -1.0}, {"command": "newdat", "x": [1.0], "y": 1.0, "s": 0},
-        {"command": "newdat", "x": [1.0, 2.0], "y": 1.0, "s": 1.0}, {"command": "newdat", "x": [True], "y": 1, "s": 1},
-        {"command": "newdat", "x": [1.0], "y": 666.0, "s": 1.0},
-        {"command": "goodset", "pickiness": "x"}, {"command": "goodset", "pickiness": -3},
-        {"command": "newrun", "bad": True},
-    ]
-    for _ in range(250):  # wrong types, missing keys, unknown commands, backend ValueErrors
-        bodies.append(json.dumps(rng.choice(wrong)).encode())
-    cases = [(b"%010d" % len(b) + b, "error") for b in bodies]
-    for _ in range(150):  # bad prefixes
-        prefix = bytearray(b"%010d" % rng.randint(0, 99))
-        prefix[rng.randrange(10)] = rng.choice(b"abc -+.x\x00\xff{")
-        cases.append((bytes(prefix) + b'{"command": "ready"}', "fatal"))
-    for _ in range(50):  # declared length over the limit
-        cases.append((b"%010d" % rng.randint(2**20 + 1, 10**10 - 1), "fatal"))
-    for _ in range(100):  # truncated frames: the client goes away mid-frame
-        frame = b'0000000041{"command": "newdat", "x": [1], "y": 2, "s": 3}'
-        cases.append((frame[:rng.randint(1, len(frame) - 1)], "none"))
-    for _ in range(150):  # raw garbage of any kind
-        cases.append((bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 80))), "none"))
-    rng.shuffle(cases)
-    return cases
-
-
 @pytest_twisted.inlineCallbacks
 def test_socket_1000_malformed_frames_leave_server_serving_and_state_unchanged(served):
     backend, port = served
     assert (yield threads.deferToThread(tcpcmd, port, {"command": "newdat", "x": [1.0], "y": 5.0, "s": 1.0})) == "OK"
     before, mean_before = backend.state(), (yield threads.deferToThread(tcpcmd, port, {"command": "getmean"}))
-    cases = _malformed_cases(random.Random(5))
+    cases = malformed_cases(random.Random(5))
     assert len(cases) >= 1000
 
     def client():
-        counts = {"error": 0, "fatal": 0, "none": 0}
-        sock = None
-        for data, expect in cases:
-            if sock is None:
-                sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-            sock.sendall(data)
-            if expect == "error":
-                reply = json.loads(recv_frame(sock)[10:])
-                assert set(reply) == {"error"}, (data, reply)
-            elif expect == "fatal":
-                reply = json.loads(recv_frame(sock)[10:])
-                assert reply["error"].startswith("bad frame: "), (data, reply)
-                assert at_eof(sock)
-            if expect != "error":
-                sock.close()
-                sock = None
-            counts[expect] += 1
-        if sock is not None:
-            sock.close()
+        counts = send_malformed(port, cases)
         return counts, tcpcmd(port, {"command": "ready"}), tcpcmd(port, {"command": "getmean"})
 
     counts, ready, mean_after = yield threads.deferToThread(client)
