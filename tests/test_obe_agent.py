@@ -1,6 +1,5 @@
 """The OBE agent on a real router: every Task through OCSClient, the classic TCP port from a raw
 socket, malformed frames, kill -9 and restore, and adaptive_scan against a simulated instrument."""
-import json
 import random
 import socket
 import time
