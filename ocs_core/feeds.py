@@ -96,7 +96,7 @@ class Feed:
         self._blocks: dict[str, _Block] = {}
         self._buffer_start: float | None = None
         self._seq = 0
-        self.outbox: deque[list] = deque(maxlen=outbox_size) if outbox_size > 0 else deque(maxlen=0)
+        self.outbox: deque[list] = deque(maxlen=max(0, outbox_size))
         self.inflight: dict[int, list] = {}
         self.dropped = 0
 

@@ -15,6 +15,7 @@ Blocking code; one supervisor per run directory.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -158,6 +159,7 @@ def is_wamp_agent(agent_class: str) -> bool:
     return _ready_probe(agent_class) is None
 
 
+@functools.lru_cache(maxsize=None)  # polled every half second: find each class's entry once
 def _ready_probe(agent_class: str) -> Callable[[list[str]], bool] | None:
     try:
         main = find_agent_entry(agent_class)

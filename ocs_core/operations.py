@@ -294,7 +294,8 @@ class Operations:
             if session.status != "stopping" and op.stopper is not None:
                 self.stop("stop" if op.kind == "process" else "abort", op.name, {})
             pending.append(self.wait(op.name, timeout))
-        return defer.DeferredList([defer.maybeDeferred(lambda p=p: p) for p in pending])
+        return defer.DeferredList([p if isinstance(p, defer.Deferred) else defer.succeed(p)
+                                   for p in pending])
 
 
 def _as_deferred(func: OpFunc, session: OpSession, params: Any) -> defer.Deferred:
