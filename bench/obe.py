@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from agents.obe.engine import OBEEngine  # noqa: E402
+from agents.obe.engine.obe_engine import OBEEngine  # noqa: E402
 
 TRUTH = (2.7777, -1000.0, 50300.0)  # x0, a, b (method section 1.11)
 NOISE = 500.0

@@ -23,8 +23,8 @@ import yaml
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from agents.obe.service import OBEService  # noqa: E402
-from agents.obe.store import RunStore  # noqa: E402
-from agents.obe.engine import OBEEngine  # noqa: E402
+from agents.obe.run_store import RunStore  # noqa: E402
+from agents.obe.engine.obe_engine import OBEEngine  # noqa: E402
 from ocs_core.testing import free_port, running_router  # noqa: E402
 
 TRUTH, D, NOISE = (2.7777, -1000.0, 50300.0), 0.1, 500.0

@@ -12,8 +12,8 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from agents.obe.engine import OBEEngine  # noqa: E402
-from agents.obe.models import lorentzian  # noqa: E402
+from agents.obe.engine.obe_engine import OBEEngine  # noqa: E402
+from agents.obe.engine.models import lorentzian  # noqa: E402
 
 TRUTH = (2.7777, -1000.0, 50300.0)
 NOISE = 500.0

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from agents.obe.store import RunStore
+from agents.obe.run_store import RunStore
 from ocs_core.framing.length_prefixed import encode
 
 
@@ -69,7 +69,7 @@ def timed(fn, n):
 
 def main(n: int = 2000) -> None:
     from twisted.internet import reactor
-    from agents.obe.tcp import listen
+    from agents.obe.classic.server import listen
 
     started = threading.Event()
     holder = {}

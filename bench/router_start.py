@@ -1,4 +1,4 @@
-"""Measure crossbar's start time through ocs_core.router: launch to ready, and stop.
+"""Measure crossbar's start time through ocs_core.router.process: launch to ready, and stop.
 
 Usage: python bench/router_start.py [RUNS]. Each run starts a router on a free loopback port
 (fresh node directory on the first run, reused afterwards), waits until the HTTP bridge's
@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ocs_core.router import Router  # noqa: E402
-from ocs_core.site_config import load_site_config  # noqa: E402
+from ocs_core.router.process import Router  # noqa: E402
+from ocs_core.site.config import load_site_config  # noqa: E402
 from ocs_core.testing import free_port, write_site_config  # noqa: E402
 
 

@@ -2,6 +2,6 @@
 
 The reply codes are importable from here, as from ``ocs``: ``from clients import OK, ERROR, TIMEOUT``.
 """
-from ocs_core.codes import ERROR, OK, TIMEOUT, ResponseCode
+from ocs_core.runtime.codes import ERROR, OK, TIMEOUT, ResponseCode
 
 __all__ = ["OK", "ERROR", "TIMEOUT", "ResponseCode"]

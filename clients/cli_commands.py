@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from ocs_core.codes import OpCode, ResponseCode
+from ocs_core.runtime.codes import OpCode, ResponseCode
 
 from clients.client_http import ControlClient, ControlClientError
 from clients.ocs_client import OCSClient
@@ -102,8 +102,8 @@ def _fail(exc: Exception) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    if args.instance_id is None:  # the site form, see ocs_core.cli_launcher
-        from ocs_core.cli_launcher import site_status
+    if args.instance_id is None:  # the site form, see ocs_core.cli.site
+        from ocs_core.cli.site import site_status
         return site_status(args, gather_heartbeats, LIVE_WINDOW)
     try:
         client = _client(args)
@@ -203,7 +203,7 @@ def _hub(args):
 
 def cmd_listen(args: argparse.Namespace) -> int:
     from clients.client_t import run_with_session
-    from ocs_core.util import dsleep
+    from ocs_core.runtime.timing import dsleep
     from twisted.internet import defer
 
     hub = _hub(args)
@@ -247,7 +247,7 @@ def gather_heartbeats(hub, listen_time: float) -> tuple[int, dict[str, tuple[flo
     """Subscribe to every agent's heartbeat for ``listen_time`` s (runs the reactor: once per
     process). Returns the exit status and ``{agent address: (time seen, op codes)}``."""
     from clients.client_t import run_with_session
-    from ocs_core.util import dsleep
+    from ocs_core.runtime.timing import dsleep
 
     beats: dict[str, tuple[float, dict]] = {}
 

@@ -11,7 +11,7 @@
     client_t.run_control_script(main)
 
 ``TaskClient`` and ``ProcessClient`` also work inside an agent's op: pass the agent
-(:class:`ocs_core.agent.OCSAgent`) as ``app`` and they use its current session.
+(:class:`ocs_core.runtime.agent.OCSAgent`) as ``app`` and they use its current session.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from autobahn.wamp.types import ComponentConfig
 from twisted.internet import defer
 from twisted.internet.endpoints import clientFromString
 
-from ocs_core.util import dsleep
+from ocs_core.runtime.timing import dsleep
 from clients.site import parse_control_args, resolve_hub
 
 __all__ = ["run_control_script", "run_with_session", "OperationClient", "TaskClient",

@@ -14,7 +14,7 @@ import time
 from collections import namedtuple
 from typing import Any
 
-from ocs_core.codes import ERROR, OK, TIMEOUT, ResponseCode
+from ocs_core.runtime.codes import ERROR, OK, TIMEOUT, ResponseCode
 
 from clients.client_http import DEFAULT_TIMEOUT, ControlClient, ControlClientError
 from clients.site import resolve_hub

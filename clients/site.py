@@ -7,7 +7,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from ocs_core import site_args
+from ocs_core.site import args as site_args
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def resolve_hub(args: Any = None, *, site_file: str | None = None,
     environment) is not parsed again.
 
     Raises:
-        ocs_core.site_config.SiteConfigError: no usable site file or hub entry.
+        ocs_core.site.config.SiteConfigError: no usable site file or hub entry.
     """
     if isinstance(args, argparse.Namespace) and getattr(args, "site_http", None):
         ns = args

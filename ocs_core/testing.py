@@ -30,8 +30,8 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import yaml
 
-from ocs_core.router import Router
-from ocs_core.site_config import HubConfig, InstanceConfig, load_site_config
+from ocs_core.router.process import Router
+from ocs_core.site.config import HubConfig, InstanceConfig, load_site_config
 
 __all__ = ["free_port", "write_site_config", "http_call", "RouterFixture", "running_router",
            "AgentProcess", "project_env"]
@@ -123,7 +123,7 @@ class RouterFixture:
         directory: where the site file, crossbar's node directory and logs live.
         port: the router's port. ``hub``: the site's :class:`HubConfig`. ``site_file``: path.
         http_url, ws_url: the router's HTTP bridge and websocket URLs.
-        router: the :class:`~ocs_core.router.Router`.
+        router: the :class:`~ocs_core.router.process.Router`.
     """
 
     def __init__(self, directory: str | os.PathLike, port: int | None = None,

@@ -15,10 +15,10 @@ import argparse
 import os
 from typing import Any
 
-from ocs_core import site_config
-from ocs_core.agent import init_site_agent
-from ocs_core.params import param
-from ocs_core.util import dsleep
+from ocs_core.site import args as site_args
+from ocs_core.runtime.agent import init_site_agent
+from ocs_core.runtime.params import param
+from ocs_core.runtime.timing import dsleep
 
 AGENTS_ENV_VALUE = "DriverAgent=clients_agents:main"
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -31,8 +31,8 @@ def subprocess_env() -> dict[str, str]:
 
 def main(args: list[str] | None = None) -> None:
     """Run a DriverAgent from the site config."""
-    parsed = site_config.parse_args(agent_class="DriverAgent",
-                                    parser=site_config.add_arguments(argparse.ArgumentParser()),
+    parsed = site_args.parse_args(agent_class="DriverAgent",
+                                    parser=site_args.add_arguments(argparse.ArgumentParser()),
                                     args=args)
     agent = init_site_agent(parsed, "DriverAgent")
     root = parsed.address_root

@@ -10,9 +10,9 @@ import os
 
 import numpy as np
 
-from ocs_core import site_config
-from ocs_core.agent import init_site_agent
-from ocs_core.params import param
+from ocs_core.site import args as site_args
+from ocs_core.runtime.agent import init_site_agent
+from ocs_core.runtime.params import param
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 ENV = {"OCS_CORE_AGENTS": "SimInstrumentAgent=sim_instrument_agent:main", "PYTHONPATH": TESTS_DIR}
@@ -24,11 +24,11 @@ def lorentzian(x: float) -> float:
 
 
 def main(args=None):
-    parser = site_config.add_arguments(argparse.ArgumentParser())
+    parser = site_args.add_arguments(argparse.ArgumentParser())
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--noise", type=float, default=100.0)
     parser.add_argument("--fail-after", type=int, default=None)
-    parsed = site_config.parse_args(agent_class="SimInstrumentAgent", parser=parser, args=args)
+    parsed = site_args.parse_args(agent_class="SimInstrumentAgent", parser=parser, args=args)
     agent = init_site_agent(parsed, "SimInstrumentAgent")
     rng = np.random.default_rng(parsed.seed)
     calls = {"n": 0}

@@ -9,7 +9,7 @@ import json
 import os
 import sys
 
-from ocs_core import site_args
+from ocs_core.site import args as site_args
 
 AGENTS_ENV_VALUE = "ArgsDump=support_agents:dump_args,MiniAgent=support_agents:mini"
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))

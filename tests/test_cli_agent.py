@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from ocs_core import discovery
-from ocs_core.discovery import AgentEntryError, agent_entries, find_agent_entry
+from ocs_core.site import discovery
+from ocs_core.site.discovery import AgentEntryError, agent_entries, find_agent_entry
 from ocs_core.testing import AgentProcess, free_port, project_env, write_site_config
 from support_agents import subprocess_env
 

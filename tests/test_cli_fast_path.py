@@ -9,7 +9,7 @@ from ocs_core.testing import project_env
 
 PROBE = """
 import json, sys
-from ocs_core import cli
+from ocs_core.cli import main as cli
 try:
     cli.main(sys.argv[1:])
 except SystemExit:

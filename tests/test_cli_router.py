@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from ocs_core.process_group import group_members
-from ocs_core.router import Router, port_in_use, probe
-from ocs_core.site_config import load_site_config
+from ocs_core.supervisor.process_group import group_members
+from ocs_core.router.process import Router, port_in_use, probe
+from ocs_core.site.config import load_site_config
 from ocs_core.testing import free_port, project_env, write_site_config
 
 

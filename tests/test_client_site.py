@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from clients import site
-from ocs_core.site_args import SiteConfigError
+from ocs_core.site.args import SiteConfigError
 from ocs_core.testing import write_site_config
 
 

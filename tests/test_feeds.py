@@ -1,7 +1,7 @@
 """Feeds: recorded-block validation and buffering, numbering, and the outage queue (no network)."""
 import pytest
 
-from ocs_core.feeds import Feed, FeedError
+from ocs_core.runtime.feeds import Feed, FeedError
 
 
 class Clock:

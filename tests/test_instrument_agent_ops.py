@@ -12,7 +12,7 @@ from agents.instrument.agent import FEED, InstrumentAgent
 from agents.instrument.link import InstrumentLink
 from agents.instrument.signatures import parse_command_specs
 from agents.instrument.simulated import Resonance, SimulatedInstrument
-from ocs_core.agent import AgentConfig, OCSAgent
+from ocs_core.runtime.agent import AgentConfig, OCSAgent
 from wamp_helpers import until
 
 

@@ -3,7 +3,7 @@ import pytest
 
 from agents.instrument.signatures import (DEFAULT_COMMANDS, Arg, Signature, decode_value, parse_command_specs,
                                           parse_help, parse_usage)
-from ocs_core.params import ParamError, validate_params
+from ocs_core.runtime.params import ParamError, validate_params
 
 
 def test_parse_usage_as_help_prints_it():

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from ocs_core.process_group import group_alive
+from ocs_core.supervisor.process_group import group_alive
 from ocs_core.testing import free_port, http_call, project_env, write_site_config
 
 FAKE = [{"agent-class": "FakeDataAgent", "instance-id": "fa"},
@@ -200,8 +200,8 @@ def test_killed_supervisor_takes_its_agents_along(site):
 
 
 def test_leftover_groups_trusts_only_recorded_processes(tmp_path):
-    from ocs_core.cli_launcher import _leftover_groups
-    from ocs_core.process_group import start_time
+    from ocs_core.cli.site import _leftover_groups
+    from ocs_core.supervisor.process_group import start_time
 
     sleeper = subprocess.Popen(["sleep", "30"], start_new_session=True)
     try:
@@ -227,8 +227,8 @@ SCRIPTS = {
 
 def test_supervisor_process_layer_without_router(tmp_path):
     """Scripted children instead of agents: backoff restarts, SIGTERM, SIGKILL after the timeout."""
-    from ocs_core.launcher import Supervisor, plan_site
-    from ocs_core.supervision import BackoffPolicy
+    from ocs_core.supervisor.launcher import Supervisor, plan_site
+    from ocs_core.runtime.backoff import BackoffPolicy
 
     class Scripted(Supervisor):
         def agent_command(self, name):

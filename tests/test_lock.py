@@ -11,7 +11,7 @@ def wait_for(predicate, timeout=5.0):
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.001)
 
-from ocs_core.lock import TimeoutLock
+from ocs_core.runtime.lock import TimeoutLock
 
 
 def test_timeout_and_job_name():

@@ -1,10 +1,10 @@
-"""ocs_core.logs: the fast line formatter agrees with Twisted's formatEvent."""
+"""ocs_core.runtime.logs: the fast line formatter agrees with Twisted's formatEvent."""
 from __future__ import annotations
 
 import pytest
 from twisted.logger import formatEvent
 
-from ocs_core.logs import _format
+from ocs_core.runtime.logs import _format
 
 
 class Thing:

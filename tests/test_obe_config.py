@@ -4,10 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from agents.obe import config as obe_config
-from agents.obe.engine import OBEEngine
-from agents.obe.models import ModelSpec, available_models, get_model, register_model
-from agents.obe.priors import sample_prior
+from agents.obe.engine.obe_engine import OBEEngine
+from agents.obe.engine.models import ModelSpec, available_models, get_model, register_model
+from agents.obe.engine.priors import sample_prior
 
 LIBRARY = ["damped_sinusoid", "exponential_decay", "gaussian", "line", "lorentzian"]
 
@@ -154,6 +153,6 @@ def test_entropy_utilities_need_five_draws():
 
 def test_config_must_be_object_and_name_model():
     with pytest.raises(ValueError, match="config must be an object"):
-        obe_config.engine_from_config(["model"])
+        OBEEngine.from_config(["model"])
     with pytest.raises(ValueError, match="'model' is required"):
-        obe_config.engine_from_config({"settings": [1]})
+        OBEEngine.from_config({"settings": [1]})

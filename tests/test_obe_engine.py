@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from agents.obe.engine import OBEEngine, ZeroLikelihoodError
-from agents.obe.models import lorentzian
-from agents.obe.posterior import ParticlePosterior
+from agents.obe.engine.obe_engine import OBEEngine, ZeroLikelihoodError
+from agents.obe.engine.models import lorentzian
+from agents.obe.engine.posterior import ParticlePosterior
 
 RTOL = 1e-12
 
@@ -300,7 +300,7 @@ def test_unknown_noise_as_parameter():
 
 
 def test_kernel_normals_are_standard():
-    from agents.obe.posterior import _kernel_normals
+    from agents.obe.engine.posterior import _kernel_normals
     z = _kernel_normals(np.random.default_rng(12), np.empty((3, 100001)))
     assert np.all(np.isfinite(z))
     assert abs(z.mean()) < 0.01 and abs(z.var() - 1) < 0.01
@@ -332,8 +332,8 @@ def test_single_precision_utility_ranks_like_double():
 
 
 def test_state_round_trip_through_run_store(tmp_path):
-    from agents.obe.engine import join_state, split_state
-    from agents.obe.store import RunStore
+    from agents.obe.engine.obe_engine import join_state, split_state
+    from agents.obe.run_store import RunStore
     cfg = {"model": "line", "settings": [0.0, 0.5, 1.0], "n_particles": 3000, "seed": 21}
     a = OBEEngine.from_config(cfg)
     rng = np.random.default_rng(0)

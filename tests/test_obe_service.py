@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 from twisted.internet import defer
 
-from agents.obe.legacy_commands import LegacyDispatcher, OBEBackend
-from agents.obe.models import lorentzian
-from agents.obe.runconfig import default_newrun_handler, load_handler, load_run_config
+from agents.obe.classic.commands import LegacyDispatcher, OBEBackend
+from agents.obe.engine.models import lorentzian
+from agents.obe.newrun import default_newrun_handler, load_handler, load_run_config
 from agents.obe.scan import ScanError, ScanPlan, measure_params, parse_measurement, run_scan
 from agents.obe.service import NoRunError, OBEService
-from agents.obe.store import RunStore
+from agents.obe.run_store import RunStore
 
 BASE = {"model": "lorentzian", "settings": {"start": 1.5, "stop": 4.5, "num": 100},
         "n_particles": 2000, "noise_std": 100.0, "seed": 2}
@@ -61,8 +61,8 @@ def test_run_config_file_and_handler_loading(tmp_path):
     path.write_text("- a list\n")
     with pytest.raises(ValueError, match="must be a mapping"):
         load_run_config(path)
-    assert load_handler("agents.obe.runconfig:default_newrun_handler") is default_newrun_handler
-    for bad in ("nocolon", "agents.obe.nope:f", "agents.obe.runconfig:nope"):
+    assert load_handler("agents.obe.newrun:default_newrun_handler") is default_newrun_handler
+    for bad in ("nocolon", "agents.obe.nope:f", "agents.obe.newrun:nope"):
         with pytest.raises(ValueError):
             load_handler(bad)
 
@@ -271,7 +271,7 @@ def test_the_repository_run_config_and_site_entry_are_valid():
 
     import yaml
 
-    from agents.obe.engine import OBEEngine
+    from agents.obe.engine.obe_engine import OBEEngine
 
     root = Path(__file__).resolve().parent.parent
     engine = OBEEngine.from_config({**load_run_config(root / "obe-run.yaml"), "n_particles": 100})

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.obe.store import Measurement, RunStore, Snapshot
+from agents.obe.run_store import Measurement, RunStore, Snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -157,7 +157,7 @@ def test_threads_share_one_store(store):
 
 CHILD = r"""
 import sys, numpy as np
-from agents.obe.store import RunStore
+from agents.obe.run_store import RunStore
 store = RunStore(sys.argv[1])
 run = store.new_run({"model": "crash-test"})
 print("run", run, flush=True)

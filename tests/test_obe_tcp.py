@@ -12,8 +12,8 @@ from twisted.internet import defer, threads
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
-from agents.obe.legacy_commands import BackendCall, LegacyDispatcher, OBEBackend, Reply
-from agents.obe.tcp import DEFAULT_INTERFACE, DEFAULT_PORT, LegacyOBEFactory, listen
+from agents.obe.classic.commands import BackendCall, LegacyDispatcher, OBEBackend, Reply
+from agents.obe.classic.server import DEFAULT_INTERFACE, DEFAULT_PORT, LegacyOBEFactory, listen
 from ocs_core.framing.length_prefixed import FrameParser, Message, encode
 from obe_malformed import malformed_cases, send_malformed
 from raw_obe_client import at_eof, recv_exact, recv_frame, tcpcmd  # standard library only

@@ -6,10 +6,10 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
 
-from ocs_core.codes import ERROR, OK, TIMEOUT
-from ocs_core.operations import Operations
-from ocs_core.params import param
-from ocs_core.util import dsleep
+from ocs_core.runtime.codes import ERROR, OK, TIMEOUT
+from ocs_core.runtime.operations import Operations
+from ocs_core.runtime.params import param
+from ocs_core.runtime.timing import dsleep
 
 
 class Ops:

@@ -14,7 +14,7 @@ import pytest_twisted
 from twisted.internet import threads
 
 from ocs_core.testing import AgentProcess, http_call, running_router, write_site_config
-from ocs_core.util import dsleep
+from ocs_core.runtime.timing import dsleep
 from wamp_helpers import CuttableProxy, Subscriber, until
 
 TOPIC = "observatory.{}.feeds.false_temperatures"

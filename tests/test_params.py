@@ -1,7 +1,7 @@
 """Declarative parameters: the rules and the exact rejection messages (no network)."""
 import pytest
 
-from ocs_core.params import ParamError, declared_params, param, validate_params
+from ocs_core.runtime.params import ParamError, declared_params, param, validate_params
 
 
 @param("delay", default=5.0, type=float, min=0.0, max=60.0)

@@ -12,8 +12,8 @@ from agents.rig.events import ExpStatus
 from agents.rig.feed_format import FEED_NAME, REMOTE_FEED_NAME
 from agents.rig.messages import make_message
 from agents.rig.state import RigState
-from ocs_core.codes import ResponseCode
-from ocs_core.params import ParamError, declared_params, validate_params
+from ocs_core.runtime.codes import ResponseCode
+from ocs_core.runtime.params import ParamError, declared_params, validate_params
 
 DEADLINE = 10.0
 AGENTS_ENV = {"OCS_CORE_AGENTS": "RigAgent=agents.rig.agent:main"}

@@ -256,8 +256,8 @@ def test_agent_endpoint_without_router():
     from twisted.internet.testing import MemoryReactorClock
 
     from agents.rig.wamp import agent_communicator
-    from ocs_core.agent import AgentConfig, OCSAgent
-    from ocs_core.feeds import FeedError
+    from ocs_core.runtime.agent import AgentConfig, OCSAgent
+    from ocs_core.runtime.feeds import FeedError
 
     agent = OCSAgent(AgentConfig("rig-x"), reactor=MemoryReactorClock())
     rig = agent_communicator(agent, listen=["rig-y", "*"])

@@ -12,12 +12,12 @@ import warnings
 
 import pytest
 
-from ocs_core import router as router_mod
-from ocs_core.process_group import group_members
-from ocs_core.router import Router, RouterError, port_in_use, probe
-from ocs_core.router_config import (AGENT_ROLE, CONTROLLER_ROLE, MAX_MESSAGE_SIZE, hub_endpoint,
+from ocs_core.router import process as router_mod
+from ocs_core.supervisor.process_group import group_members
+from ocs_core.router.process import Router, RouterError, port_in_use, probe
+from ocs_core.router.config import (AGENT_ROLE, CONTROLLER_ROLE, MAX_MESSAGE_SIZE, hub_endpoint,
                                     render_config)
-from ocs_core.site_config import HubConfig, SiteConfigError
+from ocs_core.site.config import HubConfig, SiteConfigError
 from ocs_core.testing import free_port, http_call
 
 HUB = HubConfig(wamp_server="ws://127.0.0.1:8001/ws", wamp_http="http://127.0.0.1:8001/call",

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from ocs_core.codes import OpCode
-from ocs_core.session import MAX_MESSAGES, OpSession, no_history, sanitize
+from ocs_core.runtime.codes import OpCode
+from ocs_core.runtime.session import MAX_MESSAGES, OpSession, no_history, sanitize
 
 
 class FakeClock:

@@ -6,9 +6,9 @@ import socket
 
 import pytest
 
-from ocs_core import site_args
-from ocs_core.site_args import merge_arguments, parse_args, split_groups
-from ocs_core.site_config import SiteConfigError, load_site_config, parse_site_config
+from ocs_core.site import args as site_args
+from ocs_core.site.args import merge_arguments, parse_args, split_groups
+from ocs_core.site.config import SiteConfigError, load_site_config, parse_site_config
 
 HUB = """\
 hub:
@@ -270,13 +270,6 @@ def test_parse_args_adds_site_options_once():
     assert site_args._has_site_options(parser)
     with pytest.raises(SystemExit):  # a bad option value is argparse's usual error
         parse_args(None, parser, ["--crossbar-timeout", "-3"])
-
-
-def test_site_config_reexports_command_line_helpers():
-    from ocs_core import site_config
-
-    assert site_config.parse_args is site_args.parse_args
-    assert site_config.agent_address(argparse.Namespace(address_root="r", instance_id="i")) == "r.i"
 
 
 def test_site_file_resolution_order(tmp_path, monkeypatch):

@@ -1,7 +1,8 @@
 """Unit tests of the launcher's supervision logic (no processes, an explicit clock)."""
 import pytest
 
-from ocs_core.supervision import BackoffPolicy, Child, ChildState, describe_exit
+from ocs_core.runtime.backoff import BackoffPolicy
+from ocs_core.supervisor.child import Child, ChildState, describe_exit
 
 
 def test_backoff_doubles_to_the_cap():

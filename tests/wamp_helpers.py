@@ -12,7 +12,7 @@ from twisted.internet import defer, protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, clientFromString
 from twisted.protocols import portforward
 
-from ocs_core.util import dsleep
+from ocs_core.runtime.timing import dsleep
 
 
 class _Session(ApplicationSession):

@@ -4,16 +4,16 @@ from __future__ import annotations
 import os
 import threading
 
-from ocs_core import site_config
-from ocs_core.agent import init_site_agent
-from ocs_core.params import param
+from ocs_core.site import args as site_args
+from ocs_core.runtime.agent import init_site_agent
+from ocs_core.runtime.params import param
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 ENV = {"OCS_CORE_AGENTS": "WireTestAgent=wire_agent:main", "PYTHONPATH": TESTS_DIR}
 
 
 def main(args=None):
-    parsed = site_config.parse_args(agent_class="WireTestAgent", args=args)
+    parsed = site_args.parse_args(agent_class="WireTestAgent", args=args)
     agent = init_site_agent(parsed, "WireTestAgent")
     hold = threading.Event()
 

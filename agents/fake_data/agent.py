@@ -14,11 +14,11 @@ from typing import Any
 
 from twisted.internet import defer
 
-from ocs_core import site_config
-from ocs_core.agent import OCSAgent, init_site_agent
-from ocs_core.params import param
-from ocs_core.session import OpSession
-from ocs_core.util import dsleep
+from ocs_core.site import args as site_args
+from ocs_core.runtime.agent import OCSAgent, init_site_agent
+from ocs_core.runtime.params import param
+from ocs_core.runtime.session import OpSession
+from ocs_core.runtime.timing import dsleep
 
 FEED = "false_temperatures"
 
@@ -137,7 +137,7 @@ class FakeDataAgent:
 
 def make_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """The agent's own options (ocs's names), added to the site options."""
-    parser = site_config.add_arguments(parser)
+    parser = site_args.add_arguments(parser)
     group = parser.add_argument_group("FakeDataAgent options")
     group.add_argument("--mode", default="idle", choices=["idle", "acq"],
                        help="'acq' starts acq and count on startup")
@@ -153,7 +153,7 @@ def make_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argum
 
 def main(args: list[str] | None = None) -> None:
     """Run a FakeDataAgent from the site config (``ocs-core agent INSTANCE_ID``)."""
-    parsed = site_config.parse_args(agent_class="FakeDataAgent", parser=make_parser(), args=args)
+    parsed = site_args.parse_args(agent_class="FakeDataAgent", parser=make_parser(), args=args)
     agent = init_site_agent(parsed, "FakeDataAgent")
     fake = FakeDataAgent(agent, parsed.num_channels, parsed.sample_rate, parsed.frame_length,
                          parsed.buffer_time, parsed.seed)

@@ -19,12 +19,12 @@ from twisted.logger import Logger
 from agents.instrument.link import InstrumentError, InstrumentLink, LinkDown, LinkTimeout
 from agents.instrument.signatures import (DEFAULT_COMMANDS, Signature, decode_value, parse_command_specs,
                                           parse_help)
-from ocs_core import site_config
-from ocs_core.agent import OCSAgent, init_site_agent
+from ocs_core.site import args as site_args
+from ocs_core.runtime.agent import OCSAgent, init_site_agent
 from ocs_core.framing.lines import Reply
-from ocs_core.params import PARAMS_ATTR, ParamError, param
-from ocs_core.session import OpSession
-from ocs_core.util import dsleep
+from ocs_core.runtime.params import PARAMS_ATTR, ParamError, param
+from ocs_core.runtime.session import OpSession
+from ocs_core.runtime.timing import dsleep
 
 FEED = "instrument"
 BLOCK = "instrument"
@@ -254,7 +254,7 @@ class InstrumentAgent:
 
 def make_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """The agent's own options, added to the site options."""
-    parser = site_config.add_arguments(parser)
+    parser = site_args.add_arguments(parser)
     group = parser.add_argument_group("InstrumentAgent options")
     group.add_argument("--host", default="127.0.0.1", help="instrument server host (default 127.0.0.1)")
     group.add_argument("--port", type=int, default=None, help="instrument server TCP port (required)")
@@ -289,7 +289,7 @@ def check_args(parsed: argparse.Namespace, fail: Callable[[str], Any]) -> list[S
 def main(args: list[str] | None = None) -> None:
     """Run an InstrumentAgent from the site config (``ocs-core agent INSTANCE_ID``)."""
     parser = make_parser()
-    parsed = site_config.parse_args(agent_class="InstrumentAgent", parser=parser, args=args)
+    parsed = site_args.parse_args(agent_class="InstrumentAgent", parser=parser, args=args)
     signatures = check_args(parsed, parser.error)
     agent = init_site_agent(parsed, "InstrumentAgent")
     link = InstrumentLink(agent.reactor, parsed.host, parsed.port, timeout=parsed.timeout,

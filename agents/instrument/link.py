@@ -12,12 +12,11 @@ degraded and recovered::
 """
 from __future__ import annotations
 
-import random
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from twisted.application.internet import ClientService, backoffPolicy
+from twisted.application.internet import ClientService
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IDelayedCall
@@ -26,6 +25,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ocs_core.framing.lines import DEFAULT_MAX_REPLY, Reply, ReplyParser, encode_request
+from ocs_core.runtime.backoff import BackoffPolicy
 
 __all__ = ["InstrumentLink", "InstrumentError", "LinkDown", "LinkTimeout"]
 
@@ -146,9 +146,9 @@ class InstrumentLink:
         self._was_up = False
         self._notices: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         endpoint = HostnameEndpoint(reactor, host, self.port, timeout=max(1, int(round(timeout))))
-        policy = backoffPolicy(initialDelay=min_backoff, maxDelay=max_backoff, factor=2.0,
-                               jitter=lambda: random.uniform(0, min_backoff))
-        self._service = ClientService(endpoint, _LinkFactory(self), retryPolicy=policy, clock=reactor)
+        policy = BackoffPolicy(initial=min_backoff, factor=2.0, maximum=max_backoff, jitter=min_backoff)
+        self._service = ClientService(endpoint, _LinkFactory(self), retryPolicy=policy.retry_policy(),
+                                      clock=reactor)
 
     @property
     def connected(self) -> bool:

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from ocs_core.params import ParamError, ParamSpec
+from ocs_core.runtime.params import ParamError, ParamSpec
 
 __all__ = ["Arg", "Signature", "parse_usage", "parse_command_specs", "parse_help", "decode_value",
            "KNOWN_USAGES", "DEFAULT_COMMANDS", "RESERVED"]

@@ -141,8 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parsed = None
     if any(a == f or a.startswith(f + "=") for a in argv for f in _SITE_FLAGS):
-        from ocs_core import site_args
-        from ocs_core.site_config import SiteConfigError
+        from ocs_core.site import args as site_args
+        from ocs_core.site.config import SiteConfigError
         try:
             parsed = site_args.parse_args("SimulatedInstrument", parser, argv)
         except SiteConfigError as exc:
@@ -182,6 +182,6 @@ def _port_accepts(arguments: Sequence[str]) -> bool:
         return False
 
 
-#: Read by the site launcher (``ocs_core.launcher``): this entry point is not a WAMP agent.
+#: Read by the site launcher (``ocs_core.supervisor.launcher``): this entry point is not a WAMP agent.
 main.wamp_agent = False  # type: ignore[attr-defined]
 main.ready_probe = _port_accepts  # type: ignore[attr-defined]

@@ -17,14 +17,14 @@ from twisted.internet import defer, threads
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
-from ocs_core import site_config
-from ocs_core.agent import OCSAgent, init_site_agent
-from ocs_core.params import param
-from ocs_core.session import OpSession
+from ocs_core.site import args as site_args
+from ocs_core.runtime.agent import OCSAgent, init_site_agent
+from ocs_core.runtime.params import param
+from ocs_core.runtime.session import OpSession
 from clients.client_t import TaskClient
 
-from agents.obe import tcp
-from agents.obe.options import build_service, make_parser
+from agents.obe.classic import server as classic_server
+from agents.obe.agent_options import build_service, make_parser
 from agents.obe.scan import ScanPlan, run_scan
 from agents.obe.service import DEFAULT_MAX_ITEMS, OBEService
 
@@ -66,8 +66,8 @@ class OBEAgent:
         max_items: default cap of values per reply for the array getters.
     """
 
-    def __init__(self, agent: OCSAgent, service: OBEService, *, tcp_port: int = tcp.DEFAULT_PORT,
-                 tcp_interface: str = tcp.DEFAULT_INTERFACE, max_items: int = DEFAULT_MAX_ITEMS) -> None:
+    def __init__(self, agent: OCSAgent, service: OBEService, *, tcp_port: int = classic_server.DEFAULT_PORT,
+                 tcp_interface: str = classic_server.DEFAULT_INTERFACE, max_items: int = DEFAULT_MAX_ITEMS) -> None:
         self.agent = agent
         self.service = service
         self.tcp_port = tcp_port
@@ -344,7 +344,7 @@ class OBEAgent:
         port = self.tcp_port if params["port"] is None else params["port"]
         interface = params["interface"] or self.tcp_interface
         try:
-            listening = tcp.listen(self.service, port, interface, reactor=self.agent.reactor)
+            listening = classic_server.listen(self.service, port, interface, reactor=self.agent.reactor)
         except CannotListenError as exc:
             return False, f"serve_tcp: cannot listen on {interface}:{port}: {exc.socketError}"
         actual = listening.getHost().port
@@ -411,7 +411,7 @@ class OBEAgent:
 
 def main(args: list[str] | None = None) -> None:
     """Run an OBEAgent from the site config (``ocs-core agent INSTANCE_ID``)."""
-    parsed = site_config.parse_args(agent_class="OBEAgent", parser=make_parser(), args=args)
+    parsed = site_args.parse_args(agent_class="OBEAgent", parser=make_parser(), args=args)
     agent = init_site_agent(parsed, "OBEAgent")
     service = build_service(parsed)
     obe = OBEAgent(agent, service, tcp_port=parsed.tcp_port, tcp_interface=parsed.tcp_interface,

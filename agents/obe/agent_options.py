@@ -6,12 +6,12 @@ import os
 
 from twisted.logger import Logger
 
-from ocs_core import site_config
+from ocs_core.site import args as site_args
 
-from agents.obe import tcp
-from agents.obe.runconfig import load_handler, load_run_config
+from agents.obe.classic import server as classic_server
+from agents.obe.newrun import load_handler, load_run_config
 from agents.obe.service import DEFAULT_MAX_ITEMS, DEFAULT_SNAPSHOT_EVERY, OBEService
-from agents.obe.store import RunStore
+from agents.obe.run_store import RunStore
 
 __all__ = ["make_parser", "build_service"]
 
@@ -20,11 +20,11 @@ log = Logger(namespace="agents.obe.agent")
 
 def make_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """The agent's own options, added to the site options."""
-    parser = site_config.add_arguments(parser)
+    parser = site_args.add_arguments(parser)
     g = parser.add_argument_group("OBEAgent options")
-    g.add_argument("--tcp-port", type=int, default=tcp.DEFAULT_PORT,
+    g.add_argument("--tcp-port", type=int, default=classic_server.DEFAULT_PORT,
                    help="port of the classic TCP protocol (default 61981; 0: any free port)")
-    g.add_argument("--tcp-interface", default=tcp.DEFAULT_INTERFACE,
+    g.add_argument("--tcp-interface", default=classic_server.DEFAULT_INTERFACE,
                    help="interface of the classic TCP protocol (default 127.0.0.1)")
     g.add_argument("--no-tcp", action="store_true", help="do not start serve_tcp at startup")
     g.add_argument("--db", default=None, metavar="PATH",

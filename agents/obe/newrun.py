@@ -2,7 +2,7 @@
 
 Pure logic, no Twisted. A *newrun handler* turns a ``newrun`` request (the classic TCP message,
 or the WAMP Task's parameters) into an engine configuration for
-:func:`agents.obe.config.engine_from_config`. It must return plain JSON data: the configuration
+:meth:`OBEEngine.from_config <agents.obe.engine.obe_engine.OBEEngine.from_config>`. It must return plain JSON data: the configuration
 is stored with the run and rebuilt from the store after a restart.
 
 The default handler (:func:`default_newrun_handler`):

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
-from ocs_core.codes import OK, TIMEOUT
+from ocs_core.runtime.codes import OK, TIMEOUT
 
 __all__ = ["ScanError", "ScanPlan", "measure_params", "parse_measurement", "run_scan"]
 

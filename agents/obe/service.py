@@ -1,9 +1,9 @@
 """OBEService: the one current OBE run, shared by the agent's WAMP Tasks and the classic TCP server.
 
-No Twisted here. The service holds the current :class:`~agents.obe.engine.OBEEngine` and its run
+No Twisted here. The service holds the current :class:`~agents.obe.engine.obe_engine.OBEEngine` and its run
 id behind one lock (callers use worker threads), persists through
-:class:`~agents.obe.store.RunStore`, and implements the
-:class:`~agents.obe.legacy_commands.OBEBackend` protocol.
+:class:`~agents.obe.run_store.RunStore`, and implements the
+:class:`~agents.obe.classic.commands.OBEBackend` protocol.
 
 Persistence and exact restore:
 
@@ -23,9 +23,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .engine import OBEEngine, ZeroLikelihoodError
-from .runconfig import NewrunHandler, default_newrun_handler
-from .store import RunStore
+from agents.obe.engine.obe_engine import OBEEngine, ZeroLikelihoodError
+from agents.obe.newrun import NewrunHandler, default_newrun_handler
+from agents.obe.run_store import RunStore
 
 __all__ = ["OBEService", "NoRunError", "DEFAULT_SNAPSHOT_EVERY", "DEFAULT_MAX_ITEMS"]
 
@@ -78,7 +78,7 @@ class OBEService:
         store: where runs, measurements and snapshots go.
         default_config: the site's default run configuration (``--run-config``), or None.
         newrun_handler: turns a newrun message into a configuration (default
-            :func:`~agents.obe.runconfig.default_newrun_handler`); subclasses may instead
+            :func:`~agents.obe.newrun.default_newrun_handler`); subclasses may instead
             override :meth:`make_config`.
         snapshot_every: store the posterior every this many measurements.
         on_update: called after each accepted ``newdat`` (outside the lock) with

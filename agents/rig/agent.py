@@ -15,10 +15,10 @@ from typing import Any, Callable, Optional
 from twisted.internet import defer, threads
 from twisted.logger import Logger, LogLevel
 
-from ocs_core import site_config
-from ocs_core.agent import OCSAgent, init_site_agent
-from ocs_core.params import param
-from ocs_core.session import OpSession
+from ocs_core.site import args as site_args
+from ocs_core.runtime.agent import OCSAgent, init_site_agent
+from ocs_core.runtime.params import param
+from ocs_core.runtime.session import OpSession
 
 from agents.rig.events import ExpMessage, validate_exp_ref, validate_status
 from agents.rig.feed_format import FEED_NAME, REMOTE_FEED_NAME, encode_payload
@@ -237,7 +237,7 @@ def _ip(text: str) -> str:
 
 def make_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """The agent's own options, added to the site options."""
-    parser = site_config.add_arguments(parser)
+    parser = site_args.add_arguments(parser)
     group = parser.add_argument_group("RigAgent options")
     group.add_argument("--udp-peer", action="append", default=[], type=_udp_uri, metavar="URI",
                        help="an iblutil rig to inform, e.g. udp://127.0.0.1:11001 (repeatable)")
@@ -256,7 +256,7 @@ def make_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argum
 
 def main(args: list[str] | None = None) -> None:
     """Run a RigAgent from the site config (``ocs-core agent rig-1``)."""
-    parsed = site_config.parse_args(agent_class=AGENT_CLASS, parser=make_parser(), args=args)
+    parsed = site_args.parse_args(agent_class=AGENT_CLASS, parser=make_parser(), args=args)
     agent = init_site_agent(parsed, AGENT_CLASS)
     rig = RigAgent(agent, tuple(parsed.udp_peer), parsed.udp_port, parsed.udp_interface,
                    tuple(parsed.listen), parsed.echo_timeout)

@@ -8,7 +8,7 @@ the router does not send a publisher its own events, and events naming this rig 
 are dropped as well.
 
 Two ends carry it: :class:`SessionEndpoint` for a plain autobahn session (a control script,
-see :func:`wamp_communicator`) and :class:`AgentEndpoint` inside an :class:`~ocs_core.agent.OCSAgent`
+see :func:`wamp_communicator`) and :class:`AgentEndpoint` inside an :class:`~ocs_core.runtime.agent.OCSAgent`
 (see :func:`agent_communicator`).
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from agents.rig.communicator import Communicator
 from agents.rig.feed_format import (FEED_NAME, addressed_to, decode_event, encode_payload,
                                     publisher_of, rig_topic, rig_topics)
 from agents.rig.messages import MAX_DATAGRAM, MessageError, RemoteError, RigMessage, encode
-from ocs_core.feeds import Feed
+from ocs_core.runtime.feeds import Feed
 
 __all__ = ["FeedEndpoint", "SessionEndpoint", "AgentEndpoint", "WampTransport",
            "wamp_communicator", "agent_communicator", "join_router"]

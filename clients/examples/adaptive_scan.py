@@ -15,7 +15,7 @@ import numpy as np
 
 from clients.examples import resonance
 from clients.ocs_client import OCSClient
-from ocs_core.codes import ResponseCode
+from ocs_core.runtime.codes import ResponseCode
 
 
 def check(reply, what: str) -> dict:

@@ -5,9 +5,9 @@ import argparse
 from pathlib import Path
 
 from ocs_core._quiet_imports import skip_unused_serializers
-from ocs_core.discovery import find_agent_entry
-from ocs_core.site_args import site_file_path
-from ocs_core.site_config import SiteConfigError, load_site_config
+from ocs_core.site.discovery import find_agent_entry
+from ocs_core.site.args import site_file_path
+from ocs_core.site.config import SiteConfigError, load_site_config
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

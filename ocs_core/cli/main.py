@@ -15,24 +15,24 @@ import argparse
 import importlib
 import sys
 
-from ocs_core.discovery import AgentEntryError
-from ocs_core.router import RouterError
-from ocs_core.site_config import SiteConfigError
+from ocs_core.site.discovery import AgentEntryError
+from ocs_core.router.process import RouterError
+from ocs_core.site.config import SiteConfigError
 
 __all__ = ["main", "build_parser", "common_options", "SUBCOMMANDS", "FAST_PATHS", "USER_ERRORS", "CliError"]
 
 #: Modules that each define ``register(subparsers, common)``, in help order.
 SUBCOMMANDS: list[str] = [
-    "ocs_core.cli_router",
-    "ocs_core.cli_agent",
-    "ocs_core.cli_launcher",
+    "ocs_core.cli.router",
+    "ocs_core.cli.agent",
+    "ocs_core.cli.site",
     "clients.cli_commands",  # named by string: ocs_core does not import clients
 ]
 
 #: Subcommands whose module is known up front, so that running one imports only that module.
 #: ``ocs-core agent`` starts every agent: loading the client subcommands there (requests and
 #: friends) cost ~5 MB of RSS and a tenth of a second of start-up per agent, for nothing.
-FAST_PATHS: dict[str, str] = {"agent": "ocs_core.cli_agent"}
+FAST_PATHS: dict[str, str] = {"agent": "ocs_core.cli.agent"}
 
 
 class CliError(Exception):
@@ -81,9 +81,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
 
-
-if __name__ == "__main__":
-    # Under ``python -m`` this file is ``__main__``; run the importable ``ocs_core.cli`` so that
-    # the CliError subcommands raise is the class USER_ERRORS names.
-    from ocs_core.cli import main as _main
-    sys.exit(_main())

@@ -6,9 +6,9 @@ import signal
 import sys
 from pathlib import Path
 
-from ocs_core.router import Router
-from ocs_core.site_args import site_file_path
-from ocs_core.site_config import load_site_config
+from ocs_core.router.process import Router
+from ocs_core.site.args import site_file_path
+from ocs_core.site.config import load_site_config
 
 DEFAULT_NODE_DIR = "run/router"
 

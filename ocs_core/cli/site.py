@@ -1,6 +1,6 @@
 """``ocs-core up`` / ``ocs-core down`` and the site form of ``ocs-core status``.
 
-``up`` starts a supervisor (:mod:`ocs_core.launcher`) that runs the router and this host's
+``up`` starts a supervisor (:mod:`ocs_core.supervisor.launcher`) that runs the router and this host's
 agents; in the background by default (detached, returns once everything answers), or in
 the foreground with ``--foreground`` (Ctrl-C stops everything). ``down`` stops it and
 makes sure nothing is left. ``ocs-core status`` without an INSTANCE (registered by
@@ -18,14 +18,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from ocs_core.cli import CliError
-from ocs_core.launcher import (DEFAULT_RUN_DIR, SUPERVISOR_LOG, SitePlan, Supervisor, agent_registered,
+from ocs_core.cli.main import CliError
+from ocs_core.supervisor.launcher import (DEFAULT_RUN_DIR, SUPERVISOR_LOG, SitePlan, Supervisor, agent_registered,
                                instance_ready, is_wamp_agent,
                                child_env, plan_site, read_json, router_answers, supervisor_info)
-from ocs_core.process_group import group_alive, same_process, signal_group
-from ocs_core.site_args import site_file_path
-from ocs_core.site_config import load_site_config
-from ocs_core.supervision import BackoffPolicy
+from ocs_core.supervisor.process_group import group_alive, same_process, signal_group
+from ocs_core.site.args import site_file_path
+from ocs_core.site.config import load_site_config
+from ocs_core.runtime.backoff import BackoffPolicy
 
 __all__ = ["register", "run_up", "run_down", "site_status", "add_run_dir"]
 

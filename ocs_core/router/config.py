@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ocs_core.site_config import HubConfig, SiteConfigError
+from ocs_core.site.config import HubConfig, SiteConfigError
 
 __all__ = ["AGENT_ROLE", "CONTROLLER_ROLE", "WS_OPTIONS", "MAX_MESSAGE_SIZE", "MAX_HTTP_BODY",
            "Endpoint", "hub_endpoint", "render_config"]

@@ -28,9 +28,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from ocs_core.process_group import group_alive, same_process, signal_group, start_time
-from ocs_core.router_config import Endpoint, hub_endpoint, render_config
-from ocs_core.site_config import HubConfig
+from ocs_core.router.config import Endpoint, hub_endpoint, render_config
+from ocs_core.site.config import HubConfig
+from ocs_core.supervisor.process_group import group_alive, same_process, signal_group, start_time
 
 __all__ = ["Router", "RouterError", "CHECK_PROCEDURE", "PID_FILE", "CONFIG_FILE", "LOG_FILE",
            "crossbar_installed", "port_in_use", "probe"]
@@ -202,10 +202,10 @@ class Router:
         wrapper.write_text(
             "#!/bin/sh\n"
             "# crossbar runs its worker as: <this> -u -m crossbar.worker.main ARGS;\n"
-            "# run it through ocs_core._crossbar_worker (quiet imports) instead.\n"
+            "# run it through ocs_core.router._crossbar_worker (quiet imports) instead.\n"
             'if [ "$1" = "-u" ] && [ "$2" = "-m" ] && [ "$3" = "crossbar.worker.main" ]; then\n'
             "    shift 3\n"
-            f'    exec {shlex.quote(sys.executable)} -u -m ocs_core._crossbar_worker "$@"\n'
+            f'    exec {shlex.quote(sys.executable)} -u -m ocs_core.router._crossbar_worker "$@"\n'
             "fi\n"
             f'exec {shlex.quote(sys.executable)} "$@"\n', encoding="utf-8")
         wrapper.chmod(0o755)
@@ -216,7 +216,7 @@ class Router:
 
     def command(self) -> list[str]:
         """The command line that runs crossbar for this router."""
-        return [sys.executable, "-m", "ocs_core._crossbar", "start", "--cbdir", str(self.node_dir),
+        return [sys.executable, "-m", "ocs_core.router._crossbar", "start", "--cbdir", str(self.node_dir),
                 "--config", str(self.node_dir / CONFIG_FILE), "--loglevel", self.loglevel,
                 "--color", "false", "--logformat", "standard"]
 

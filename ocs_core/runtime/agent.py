@@ -2,7 +2,7 @@
 
 The agent joins the realm, registers ``<root>.<instance-id>`` (management) and
 ``<root>.<instance-id>.ops`` (control), publishes a heartbeat every second, and serves its
-Tasks and Processes through :class:`ocs_core.operations.Operations`. When the router goes away,
+Tasks and Processes through :class:`ocs_core.runtime.operations.Operations`. When the router goes away,
 running operations keep running, feed events are queued, and the agent reconnects with backoff
 for as long as configured (default: for ever), registers again and replays the queued events.
 """
@@ -14,7 +14,6 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from ocs_core import _quiet_imports  # noqa: F401  (before autobahn)
@@ -22,46 +21,22 @@ from autobahn.twisted.wamp import ApplicationSession
 from autobahn.twisted.websocket import WampWebSocketClientFactory
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import ComponentConfig, PublishOptions, SubscribeOptions
-from twisted.application.internet import ClientService, backoffPolicy
+from twisted.application.internet import ClientService
 from twisted.internet import defer, task
 from twisted.internet.endpoints import clientFromString
 from twisted.logger import Logger
 from twisted.python import threadable
 
-from ocs_core.feeds import Feed, FeedError
-from ocs_core.logs import start_logging
-from ocs_core.operations import OpFunc, Operation, Operations
-from ocs_core.session import OpSession
+from ocs_core.runtime.agent_config import AgentConfig
+from ocs_core.runtime.backoff import BackoffPolicy
+from ocs_core.runtime.feeds import Feed, FeedError
+from ocs_core.runtime.logs import start_logging
+from ocs_core.runtime.operations import OpFunc, Operation, Operations
+from ocs_core.runtime.session import OpSession
 
-log = Logger(namespace="ocs_core.agent")
+log = Logger(namespace="ocs_core.runtime.agent")
 
 RUNTIME_ERROR = "wamp.error.runtime_error"
-
-
-@dataclass
-class AgentConfig:
-    """Where an agent lives on the router, and how it behaves when the router goes away."""
-
-    instance_id: str
-    address_root: str = "observatory"
-    wamp_server: str = "ws://127.0.0.1:8001/ws"
-    realm: str = "test_realm"
-    agent_class: str | None = None
-    crossbar_timeout: float = 0.0  #: seconds without the router before giving up; 0 = never
-    replay_delay: float = 1.0  #: seconds after a rejoin before queued feed events are replayed
-    heartbeat_period: float = 1.0
-    max_retry_delay: float = 3.0
-
-    @property
-    def address(self) -> str:
-        return f"{self.address_root}.{self.instance_id}"
-
-    @classmethod
-    def from_args(cls, args: Any, agent_class: str | None = None) -> AgentConfig:
-        """Build from parsed site arguments (``ocs_core.site_config.parse_args``)."""
-        return cls(instance_id=args.instance_id, address_root=args.address_root,
-                   wamp_server=args.site_hub, realm=args.site_realm, agent_class=agent_class,
-                   crossbar_timeout=float(getattr(args, "crossbar_timeout", 0) or 0))
 
 
 class _Session(ApplicationSession):
@@ -206,8 +181,8 @@ class OCSAgent:
         factory.setProtocolOptions(autoPingInterval=10, autoPingTimeout=5)
         host, port = factory.host, factory.port
         endpoint = clientFromString(self.reactor, f"tcp:host={host}:port={port}:timeout=5")
-        policy = backoffPolicy(initialDelay=0.25, factor=1.5, maxDelay=self.config.max_retry_delay)
-        self._service = ClientService(endpoint, factory, retryPolicy=policy, clock=self.reactor)
+        policy = BackoffPolicy(initial=0.25, factor=1.5, maximum=self.config.max_retry_delay, jitter=1.0)
+        self._service = ClientService(endpoint, factory, retryPolicy=policy.retry_policy(), clock=self.reactor)
         self._service.startService()
         d = self._service.whenConnected(failAfterFailures=1)
         d.addErrback(lambda f: None if self._joined_once else log.error(

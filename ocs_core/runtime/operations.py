@@ -16,11 +16,11 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ocs_core.codes import ERROR, OK, TIMEOUT, OpCode
-from ocs_core.params import ParamError, ParamSpec, declared_params, validate_params
-from ocs_core.session import OpSession, no_history
+from ocs_core.runtime.codes import ERROR, OK, TIMEOUT, OpCode
+from ocs_core.runtime.params import ParamError, ParamSpec, declared_params, validate_params
+from ocs_core.runtime.session import OpSession, no_history
 
-log = Logger(namespace="ocs_core.operations")
+log = Logger(namespace="ocs_core.runtime.operations")
 
 OpFunc = Callable[[OpSession, Any], Any]
 Reply = list  # [code, message, session]

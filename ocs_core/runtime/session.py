@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from ocs_core.codes import OpCode
+from ocs_core.runtime.codes import OpCode
 
 STATUSES = ("starting", "running", "stopping", "done")
 _RANK = {name: rank for rank, name in enumerate(STATUSES)}

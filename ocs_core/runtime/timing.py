@@ -1,4 +1,4 @@
-"""Small Twisted helpers shared by agents and control programs."""
+"""dsleep: a Deferred that fires after a delay, for agents and control programs (never blocks the reactor)."""
 from __future__ import annotations
 
 from typing import Any

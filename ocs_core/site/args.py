@@ -22,7 +22,7 @@ import re
 import sys
 from pathlib import Path
 
-from ocs_core.site_config import HostConfig, InstanceConfig, SiteConfig, SiteConfigError, load_site_config
+from ocs_core.site.config import HostConfig, InstanceConfig, SiteConfig, SiteConfigError, load_site_config
 
 __all__ = ["add_arguments", "parse_args", "agent_address", "merge_arguments", "split_groups",
            "site_file_path", "ENV_FLAGS", "CONTROL", "HOST_ONLY", "DEFAULT_SITE_FILE"]

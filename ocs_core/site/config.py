@@ -15,8 +15,8 @@ The file names the router (``hub``) and, per host, the agent instances that run 
 
 Every problem is reported as one :class:`SiteConfigError` line naming the file, the key and
 what was expected. This module is pure: no Twisted, no network. The command-line side
-(``add_arguments``, ``parse_args``, ``agent_address``) lives in :mod:`ocs_core.site_args` and
-is re-exported here.
+(``add_arguments``, ``parse_args``, ``agent_address``) lives in :mod:`ocs_core.site.args`, which
+imports this module (never the other way round).
 """
 from __future__ import annotations
 
@@ -33,7 +33,6 @@ import yaml
 __all__ = [
     "SiteConfigError", "SiteConfig", "HubConfig", "HostConfig", "InstanceConfig",
     "load_site_config", "parse_site_config", "MANAGE_ALIASES", "MANAGE_MODES",
-    "add_arguments", "parse_args", "agent_address",
 ]
 
 #: Canonical values of an instance's ``manage`` key.
@@ -374,10 +373,3 @@ class _Validator:
                 out.append(str(item))
         return out
 
-
-def __getattr__(name: str) -> Any:
-    """Re-export the command-line helpers of :mod:`ocs_core.site_args` (imported lazily)."""
-    if name in ("add_arguments", "parse_args", "agent_address"):
-        from ocs_core import site_args
-        return getattr(site_args, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

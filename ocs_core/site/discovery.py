@@ -6,7 +6,7 @@ A package adds agents by declaring entry points, e.g. in its ``setup.cfg``::
     ocs_core.agents =
         FakeDataAgent = agents.fake_data.agent:main
 
-Each ``main(args: list[str])`` parses its own command line (see :mod:`ocs_core.site_args`).
+Each ``main(args: list[str])`` parses its own command line (see :mod:`ocs_core.site.args`).
 Two more sources, for a source checkout and for tests: the environment variable
 ``OCS_CORE_AGENTS`` (``Class=module:function`` items separated by commas; it wins over
 everything), and the entry points listed in the ``setup.cfg`` of the checkout this package was

@@ -1,6 +1,6 @@
-"""Supervision logic of the site launcher: restart backoff and a per-child state machine.
+"""Supervision logic of the site launcher: a per-child state machine with restart backoff.
 
-Pure: no processes, no Twisted, no clock of its own. The caller (``ocs_core.launcher``)
+Pure: no processes, no Twisted, no clock of its own. The caller (``ocs_core.supervisor.launcher``)
 passes the current time to every method, spawns and signals processes, and logs the
 :class:`Event` lines the methods return. A child goes through::
 
@@ -20,40 +20,9 @@ import signal
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BackoffPolicy", "ChildState", "Event", "Child", "describe_exit"]
+from ocs_core.runtime.backoff import BackoffPolicy
 
-
-@dataclass(frozen=True)
-class BackoffPolicy:
-    """Restart delays: ``initial * factor**(n-1)`` for the n-th failure in a row, capped.
-
-    Attributes:
-        initial: delay after the first failure (seconds).
-        factor: growth per further failure.
-        maximum: the cap (seconds).
-        reset_after: uptime (seconds) after which a failure counts as the first again.
-    """
-
-    initial: float = 1.0
-    factor: float = 2.0
-    maximum: float = 30.0
-    reset_after: float = 60.0
-
-    def __post_init__(self) -> None:
-        if self.initial < 0 or self.factor < 1 or self.maximum < self.initial or self.reset_after < 0:
-            raise ValueError(f"invalid backoff policy {self!r}: need 0 <= initial <= maximum, "
-                             f"factor >= 1, reset_after >= 0")
-
-    def delay(self, failures: int) -> float:
-        """The delay before restarting after ``failures`` (>= 1) failures in a row."""
-        if failures < 1:
-            return 0.0
-        delay = self.initial
-        for _ in range(failures - 1):
-            delay *= self.factor
-            if delay >= self.maximum:
-                return self.maximum
-        return min(delay, self.maximum)
+__all__ = ["ChildState", "Event", "Child", "describe_exit"]
 
 
 class ChildState(str, enum.Enum):

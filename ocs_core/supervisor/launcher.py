@@ -1,9 +1,9 @@
 """Site supervisor: run the router and a host's agents as supervised child processes.
 
-Process handling on top of :mod:`ocs_core.supervision`: plain ``subprocess`` and a polling
+Process handling on top of :mod:`ocs_core.supervisor.child`: plain ``subprocess`` and a polling
 loop (no reactor). Each agent runs as ``python -m ocs_core.cli agent ID --site-file F
 --site-host H --log-dir L`` in its own process group (session), stdout and stderr appended
-to ``<log-dir>/<instance-id>.out``; the router runs through :class:`ocs_core.router.Router`
+to ``<log-dir>/<instance-id>.out``; the router runs through :class:`ocs_core.router.process.Router`
 from ``<run-dir>/router``. The supervisor writes ``<run-dir>/supervisor.pid`` and keeps
 ``<run-dir>/site-state.json`` up to date (pids, states, restart counts) for ``ocs-core
 status`` and ``ocs-core down``. SIGTERM, SIGINT or SIGHUP stops everything: agents first
@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ocs_core.process_group import group_alive, same_process, signal_group, start_time
-from ocs_core.discovery import find_agent_entry
-from ocs_core.router import Router, RouterError, probe
-from ocs_core.site_config import HubConfig, SiteConfigError, load_site_config
-from ocs_core.supervision import BackoffPolicy, Child, ChildState, Event
+from ocs_core.router.process import Router, RouterError, probe
+from ocs_core.runtime.backoff import BackoffPolicy
+from ocs_core.site.config import HubConfig, SiteConfigError, load_site_config
+from ocs_core.site.discovery import find_agent_entry
+from ocs_core.supervisor.child import Child, ChildState, Event
+from ocs_core.supervisor.process_group import group_alive, same_process, signal_group, start_time
 
 __all__ = ["SitePlan", "plan_site", "Supervisor", "read_json", "supervisor_info",
            "agent_registered", "instance_ready", "is_wamp_agent", "router_answers", "child_env", "PID_FILE", "STATE_FILE",

@@ -1,6 +1,6 @@
 """Pure dispatcher for optbayesexpt's classic TCP commands: validate a request, call the backend.
 
-No Twisted here. The TCP protocol (:mod:`agents.obe.tcp`) feeds decoded JSON values to
+No Twisted here. The TCP protocol (:mod:`agents.obe.classic.server`) feeds decoded JSON values to
 :meth:`LegacyDispatcher.prepare`, which validates them on the caller's thread and returns either
 an immediate :class:`Reply` (``ready``, ``done``, any validation error) or a :class:`BackendCall`
 whose :meth:`BackendCall.run` does the (possibly slow) backend work and may run in a worker thread.

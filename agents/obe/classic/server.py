@@ -1,7 +1,7 @@
 """Twisted server for optbayesexpt's classic TCP protocol, a thin layer over the sans-IO pieces.
 
 Bytes go through :class:`~ocs_core.framing.length_prefixed.FrameParser`; requests go through
-:class:`~agents.obe.legacy_commands.LegacyDispatcher`; backend calls run through ``runner``
+:class:`~agents.obe.classic.commands.LegacyDispatcher`; backend calls run through ``runner``
 (default: :func:`twisted.internet.threads.deferToThread`) so numpy never blocks the reactor.
 
 Per connection:
@@ -34,7 +34,7 @@ from twisted.internet.interfaces import IHalfCloseableProtocol, IListeningPort
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from agents.obe.legacy_commands import BackendCall, LegacyDispatcher, OBEBackend, Reply
+from agents.obe.classic.commands import BackendCall, LegacyDispatcher, OBEBackend, Reply
 
 __all__ = ["DEFAULT_PORT", "DEFAULT_INTERFACE", "LegacyOBEProtocol", "LegacyOBEFactory", "listen"]
 
@@ -218,7 +218,7 @@ class LegacyOBEFactory(protocol.ServerFactory):
     """Builds a :class:`LegacyOBEProtocol` per connection, all sharing one backend.
 
     Args:
-        backend: the engine holder (see :class:`~agents.obe.legacy_commands.OBEBackend`).
+        backend: the engine holder (see :class:`~agents.obe.classic.commands.OBEBackend`).
         runner: runs a zero-argument callable and returns a Deferred of its result
             (default :func:`~twisted.internet.threads.deferToThread`; tests may pass a synchronous one).
         max_body: largest request body accepted, in bytes.

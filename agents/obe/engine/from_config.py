@@ -1,6 +1,8 @@
-"""Build an OBE engine from a JSON-able configuration, checking every key and bounding sizes.
+"""Check an OBE engine's JSON-able configuration, every key and size, and turn it into arguments.
 
-This is what a network ``newrun`` request goes through, so it evaluates nothing, accepts only
+:meth:`OBEEngine.from_config <agents.obe.engine.obe_engine.OBEEngine.from_config>` builds the
+engine from what :func:`engine_arguments` returns. This is what a network ``newrun`` request goes
+through, so it evaluates nothing, accepts only
 registered model names, known keys and plain JSON values, and refuses sizes above the limits.
 
 Configuration keys (only ``model`` is required)::
@@ -36,12 +38,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .engine import OBEEngine, SELECTIONS, UTILITIES
 from .models import get_model
 from .posterior import RESAMPLERS
 from .priors import check_prior_spec
+from .utility import SELECTIONS, UTILITIES
 
-__all__ = ["engine_from_config", "MAX_PARTICLES", "MAX_SETTINGS", "MAX_DRAWS", "MAX_WORK"]
+__all__ = ["engine_arguments", "MAX_PARTICLES", "MAX_SETTINGS", "MAX_DRAWS", "MAX_WORK"]
 
 MAX_PARTICLES = 1_000_000
 MAX_SETTINGS = 100_000
@@ -142,8 +144,12 @@ def _constants(cfg: Mapping, names: tuple[str, ...], defaults: tuple[float, ...]
     return tuple(float(v) for v in vals)
 
 
-def engine_from_config(config: Mapping[str, Any]) -> OBEEngine:
-    """Validate ``config`` and build the engine; ValueError names the offending key and value."""
+def engine_arguments(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Validate ``config``: the engine's keyword arguments and the configuration to record.
+
+    Raises ValueError naming the offending key and value. The recorded configuration is
+    ``config`` with the seed filled in, so the run can be replayed.
+    """
     if not isinstance(config, Mapping):
         raise ValueError(f"config must be an object, got {type(config).__name__}")
     unknown = [k for k in config if k not in _KEYS]
@@ -218,8 +224,9 @@ def engine_from_config(config: Mapping[str, Any]) -> OBEEngine:
     if seed is None:  # pick one now and record it in engine.config, so the run can be replayed
         seed = int(np.random.SeedSequence().entropy % MAX_SEED)
 
-    engine = OBEEngine(
-        spec, tuple(axes), priors, constants, n_particles=n_particles, n_draws=n_draws,
+    kwargs = dict(
+        model=spec, settings=tuple(axes), prior=priors, constants=constants,
+        n_particles=n_particles, n_draws=n_draws,
         utility=_choice(config, "utility", "variance_approx", UTILITIES),
         selection=_choice(config, "selection", "optimal", SELECTIONS),
         pickiness=_num(config, "pickiness", 15.0, 0.0, 1000.0), choke=choke,
@@ -230,6 +237,4 @@ def engine_from_config(config: Mapping[str, Any]) -> OBEEngine:
         likelihood_precision=_choice(config, "likelihood_precision", "auto", ("auto", "double", "single")),
         utility_precision=_choice(config, "utility_precision", "double", ("double", "single")),
         seed=seed)
-    engine.config = dict(config)
-    engine.config["seed"] = seed
-    return engine
+    return kwargs, {**config, "seed": seed}

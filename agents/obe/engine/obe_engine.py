@@ -1,7 +1,7 @@
 """OBE engine: sequential Bayesian experiment design on a particle-filter posterior.
 
 Pure numpy; imports nothing from Twisted. :class:`OBEEngine` turns each measurement into a
-Bayesian update of :class:`~agents.obe.posterior.ParticlePosterior` and picks the next setting
+Bayesian update of :class:`~agents.obe.engine.posterior.ParticlePosterior` and picks the next setting
 from a utility computed on a few weighted parameter draws. See ``docs/obe.md``.
 """
 from __future__ import annotations
@@ -15,25 +15,18 @@ from . import utility as _util
 from .models import ModelSpec, get_model
 from .posterior import ParticlePosterior, ZeroLikelihoodError, _dot, as_particle_array
 from .priors import sample_prior
-from .records import as_channels, check_setting, check_sigma, check_y
-from .state import STATE_FORMAT, check_state, join_state, split_state
+from .from_config import engine_arguments
+from .records import (as_channels, check_cost, check_pickiness, check_positive_per_channel,
+                      check_setting, check_sigma, check_y)
+from .snapshot import STATE_FORMAT, check_state, join_state, split_state
 
 __all__ = ["OBEEngine", "ZeroLikelihoodError", "SELECTIONS", "UTILITIES", "split_state",
            "join_state"]
 
-SELECTIONS = ("optimal", "good", "random")
+SELECTIONS = _util.SELECTIONS
 UTILITIES = _util.UTILITIES
 SINGLE_PRECISION_MIN = 4096
 _EXP_UNDERFLOW = -745.13  # exp(x) == 0.0 in float64 below this
-
-
-def _positive_per_channel(value: Any, c: int, what: str) -> np.ndarray:
-    arr = np.asarray(value, dtype=float).ravel()
-    if arr.size == 1:
-        arr = np.repeat(arr, c)
-    if arr.size != c or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-        raise ValueError(f"{what} must be a positive number or {c} positive numbers, got {value!r}")
-    return arr
 
 
 class OBEEngine:
@@ -131,13 +124,13 @@ class OBEEngine:
         self.utility_method = utility
         self.selection = selection
         self.n_draws = int(n_draws)
-        self.pickiness = self._check_pickiness(pickiness)
+        self.pickiness = check_pickiness(pickiness)
         self.choke = 1.0 if choke is None else float(choke)
         self.n_channels = self._detect_channels()
-        self.default_noise_std = _positive_per_channel(default_noise_std, self.n_channels,
-                                                       "default_noise_std")
+        self.default_noise_std = check_positive_per_channel(default_noise_std, self.n_channels,
+                                                            "default_noise_std")
         self._noise_var_default = self.default_noise_std ** 2
-        self.cost = self._check_cost(cost)
+        self.cost = check_cost(cost, self.n_settings)
         self.noise_parameter_index: tuple[int, ...] | None = None
         if noise_parameter_index is not None:
             idx = tuple(int(i) for i in np.atleast_1d(noise_parameter_index))
@@ -164,9 +157,15 @@ class OBEEngine:
     # ------------------------------------------------------------------ construction helpers
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "OBEEngine":
-        """Build an engine from a JSON-able configuration (see :mod:`agents.obe.config`)."""
-        from .config import engine_from_config
-        return engine_from_config(config)
+        """Build an engine from a JSON-able configuration (see :mod:`agents.obe.engine.from_config`).
+
+        Raises ValueError naming the offending key and value. ``engine.config`` records the
+        configuration, with the seed that was used.
+        """
+        kwargs, recorded = engine_arguments(config)
+        engine = cls(**kwargs)
+        engine.config = recorded
+        return engine
 
     def _alloc_buffers(self) -> None:
         n = self.posterior.n_particles
@@ -175,23 +174,6 @@ class OBEEngine:
         p = self.likelihood_precision
         self._single = p == "single" or (p == "auto" and n >= SINGLE_PRECISION_MIN)
         self._buf32 = np.empty(n, dtype=np.float32) if self._single else None
-
-    def _check_pickiness(self, p: Any) -> float:
-        if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) \
-                or not math.isfinite(float(p)) or not 0.0 <= float(p) <= 1000.0:
-            raise ValueError(f"pickiness must be a number in [0, 1000], got {p!r}")
-        return float(p)
-
-    def _check_cost(self, cost: Any) -> float | np.ndarray:
-        arr = np.asarray(cost, dtype=float)
-        if arr.ndim == 0:
-            if not (math.isfinite(float(arr)) and arr > 0):
-                raise ValueError(f"cost must be positive and finite, got {cost!r}")
-            return float(arr)
-        arr = arr.ravel()
-        if arr.size != self.n_settings or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-            raise ValueError(f"cost must be a positive number or {self.n_settings} positive values")
-        return arr
 
     def _detect_channels(self) -> int:
         out = self.model(tuple(self._grid[:, 0].tolist()),
@@ -362,7 +344,7 @@ class OBEEngine:
 
     def good_setting(self, pickiness: float | None = None) -> tuple[float, ...]:
         """A grid setting drawn with probability proportional to ``utility**pickiness``."""
-        p = self.pickiness if pickiness is None else self._check_pickiness(pickiness)
+        p = self.pickiness if pickiness is None else check_pickiness(pickiness)
         u = self.utility()
         top = float(np.max(u)) if u.size else 0.0
         if not (top > 0.0 and math.isfinite(top)):

@@ -1,4 +1,4 @@
-"""Measurement records for the OBE engine: checking settings, y and sigma; shaping model output.
+"""Input checks of the OBE engine (settings, y, sigma, noise, cost, pickiness); shaping model output.
 
 Everything here raises ValueError with what was wrong before the engine changes any state.
 """
@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_channels", "check_setting", "check_y", "check_sigma"]
+__all__ = ["as_channels", "check_setting", "check_y", "check_sigma", "check_positive_per_channel",
+           "check_cost", "check_pickiness"]
 
 
 def as_channels(out: Any, shape: tuple[int, ...], n_channels: int) -> np.ndarray:
@@ -80,3 +81,34 @@ def check_sigma(sigma: Any, c: int, n: int) -> list[float] | np.ndarray:
         raise ValueError(f"sigma must be a scalar, {c} per-channel values, {n} per-particle "
                          f"values or shape ({c}, {n}); got shape {s.shape}")
     return s
+
+
+def check_positive_per_channel(value: Any, c: int, what: str) -> np.ndarray:
+    """One positive finite number, or ``c`` of them, as a ``(c,)`` array."""
+    arr = np.asarray(value, dtype=float).ravel()
+    if arr.size == 1:
+        arr = np.repeat(arr, c)
+    if arr.size != c or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(f"{what} must be a positive number or {c} positive numbers, got {value!r}")
+    return arr
+
+
+def check_pickiness(p: Any) -> float:
+    """``good_setting``'s pickiness: a number in [0, 1000]."""
+    if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(float(p)) or not 0.0 <= float(p) <= 1000.0:
+        raise ValueError(f"pickiness must be a number in [0, 1000], got {p!r}")
+    return float(p)
+
+
+def check_cost(cost: Any, n_settings: int) -> float | np.ndarray:
+    """A measurement cost: one positive number, or one per grid setting."""
+    arr = np.asarray(cost, dtype=float)
+    if arr.ndim == 0:
+        if not (math.isfinite(float(arr)) and arr > 0):
+            raise ValueError(f"cost must be positive and finite, got {cost!r}")
+        return float(arr)
+    arr = arr.ravel()
+    if arr.size != n_settings or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(f"cost must be a positive number or {n_settings} positive values")
+    return arr

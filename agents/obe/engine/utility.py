@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["UTILITIES", "differential_entropy", "variance_approx", "pseudo_utility", "max_min",
+__all__ = ["UTILITIES", "SELECTIONS", "differential_entropy", "variance_approx", "pseudo_utility", "max_min",
            "full_kld"]
 
 
@@ -94,3 +94,5 @@ def full_kld(y: np.ndarray, noise_var: np.ndarray, rng: np.random.Generator) -> 
 
 
 UTILITIES = ("variance_approx", "pseudo_utility", "max_min", "full_kld")
+#: How the engine picks the next setting from the utility: its maximum, a weighted draw, or uniformly.
+SELECTIONS = ("optimal", "good", "random")

@@ -1,0 +1,1 @@
+"""optbayesexpt's classic TCP protocol: the command dispatcher (pure) and its Twisted server."""

@@ -1,0 +1,1 @@
+"""The ``ocs-core`` command: the parser in ``main``, one module per group of subcommands."""

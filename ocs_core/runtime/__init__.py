@@ -1,0 +1,1 @@
+"""One agent process: OCSAgent (WAMP presence, reconnect), operations, sessions, params, feeds, locks."""

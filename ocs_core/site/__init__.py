@@ -1,0 +1,1 @@
+"""The site file: its schema and validation, the standard agent options and environment, agent-class discovery."""
