@@ -19,7 +19,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ocs_core import _quiet_imports  # noqa: E402,F401  (before autobahn: keeps bjdata quiet)
 from autobahn.twisted.wamp import ApplicationRunner, ApplicationSession  # noqa: E402
-from autobahn.wamp.types import ComponentConfig  # noqa: E402
 
 _DEFAULT_REPLY = [0, "Session active.", {
     "session_id": 1, "op_name": "delay_task", "op_code": 5, "status": "done", "success": True,

@@ -1,12 +1,9 @@
 """Our agents on a real router, called the way ocs clients call them (raw HTTP bridge requests)."""
-import json
-import time
 
 import pytest
 import pytest_twisted
 from twisted.internet import threads
 
-from ocs_core.testing import http_call
 from wamp_helpers import Subscriber, until
 from wire_agent import ENV as WIRE_ENV
 

@@ -57,7 +57,7 @@ def test_thermometry_example_fails_for_missing_agent(router, faker):
 
 
 def test_coroutine_program_with_own_options(router, faker, tmp_path):
-    script = _script(tmp_path, f"""
+    script = _script(tmp_path, """
         import argparse
         from clients import client_t
 

@@ -14,7 +14,7 @@ from twisted.internet.testing import StringTransport
 
 from agents.obe.classic.commands import BackendCall, LegacyDispatcher, OBEBackend, Reply
 from agents.obe.classic.server import DEFAULT_INTERFACE, DEFAULT_PORT, LegacyOBEFactory, listen
-from ocs_core.framing.length_prefixed import FrameParser, Message, encode
+from ocs_core.framing.length_prefixed import FrameParser, encode
 from obe_malformed import malformed_cases, send_malformed
 from raw_obe_client import at_eof, recv_exact, recv_frame, tcpcmd  # standard library only
 

@@ -8,7 +8,7 @@ from autobahn.twisted.wamp import ApplicationSession
 from autobahn.twisted.websocket import WampWebSocketClientFactory
 from autobahn.wamp.types import ComponentConfig, SubscribeOptions
 from twisted.application.internet import ClientService
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, clientFromString
 from twisted.protocols import portforward
 

@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ocs_core.cli.main import CliError
-from ocs_core.supervisor.launcher import (DEFAULT_RUN_DIR, SUPERVISOR_LOG, SitePlan, Supervisor, agent_registered,
-                               instance_ready, is_wamp_agent,
+from ocs_core.supervisor.launcher import (DEFAULT_RUN_DIR, SUPERVISOR_LOG, SitePlan, Supervisor, instance_ready, is_wamp_agent,
                                child_env, plan_site, read_json, router_answers, supervisor_info)
 from ocs_core.supervisor.process_group import group_alive, same_process, signal_group
 from ocs_core.site.args import site_file_path
