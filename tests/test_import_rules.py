@@ -122,3 +122,15 @@ def test_no_import_circles():
         if name not in state:
             visit(name, [])
     assert circles == [], "import circles: " + "; ".join(" -> ".join(c) for c in circles)
+
+
+def test_paths_derived_from_module_files_name_the_checkout():
+    """Modules that find the checkout from their own file still do from inside subpackages."""
+    from ocs_core.router.process import Router
+    from ocs_core.site import discovery
+    from ocs_core.supervisor import launcher
+
+    assert discovery._SETUP_CFG == ROOT / "setup.cfg"
+    assert Path(launcher._PROJECT_ROOT) == ROOT
+    env = Router.__new__(Router)._environment()
+    assert Path(env["PYTHONPATH"].split(":")[0]) == ROOT

@@ -46,7 +46,7 @@ ROUTER = "router"
 _TICK = 0.1
 _PROBE_EVERY = 0.5
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
-_PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
+_PROJECT_ROOT = str(Path(__file__).resolve().parents[2])  # the checkout root
 
 
 @dataclass(frozen=True)
