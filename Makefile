@@ -11,8 +11,20 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(STAMP): $(PY) setup.cfg pyproject.toml
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,router,plot]'
+# bjdata (crossbar -> autobahn[serialization]) ships only an sdist whose C extension is built
+# against NumPy 1.x; under NumPy 2 importing it prints an "_ARRAY_API not found" traceback in every
+# process that loads autobahn's serializers (crossbar, ocs's tools). Its pure-Python build has no
+# such extension; it is made once, without pip's wheel cache (which may hold the extension build),
+# before the project's install finds bjdata already satisfied.
+BJDATA_STAMP := $(VENV)/.bjdata-stamp
+
+$(BJDATA_STAMP): $(PY)
+	PYBJDATA_NO_EXTENSION=1 $(PY) -m pip install --quiet --disable-pip-version-check --no-cache-dir \
+		--force-reinstall --no-deps 'bjdata>=0.6'
+	touch $(BJDATA_STAMP)
+
+$(STAMP): $(PY) $(BJDATA_STAMP) setup.cfg pyproject.toml
+	PYBJDATA_NO_EXTENSION=1 $(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,router,plot]'
 	touch $(STAMP)
 
 # The real iblutil (an interop peer of the rig-event tests) lives in a venv of its own: it pulls in
