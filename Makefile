@@ -23,8 +23,11 @@ $(BJDATA_STAMP): $(PY)
 		--force-reinstall --no-deps 'bjdata>=0.6'
 	touch $(BJDATA_STAMP)
 
+# Not --quiet: the first install takes minutes, and pip's "Collecting ..." lines show it moving.
 $(STAMP): $(PY) $(BJDATA_STAMP) setup.cfg pyproject.toml
-	PYBJDATA_NO_EXTENSION=1 $(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,router,plot]'
+	@echo "installing ocs-core and its dependencies into $(VENV) (a few minutes the first time)"
+	PYBJDATA_NO_EXTENSION=1 $(PY) -m pip install --disable-pip-version-check --progress-bar off \
+		-e '.[test,router,plot]'
 	touch $(STAMP)
 
 # The real iblutil (an interop peer of the rig-event tests) lives in a venv of its own: it pulls in
@@ -43,8 +46,9 @@ test: $(STAMP) $(IBL_STAMP)
 	OCS_CORE_IBLUTIL_PYTHON=$$( [ -f $(IBL_STAMP) ] && echo $(CURDIR)/$(IBL_VENV)/bin/python ) \
 		$(PY) -m pytest -q tests
 
+# `make demo PORT=9001` (or OCS_DEMO_PORT=9001): the router on 9001, the demo's agents on 9002...
 demo: $(STAMP)
-	$(PY) clients/examples/demo.py
+	$(PY) clients/examples/demo.py $(if $(PORT),--port $(PORT))
 
 bench: $(STAMP)
 	$(PY) bench/rpc.py
