@@ -59,7 +59,7 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if (not action.option_strings or "default" in text or default in (None, False, argparse.SUPPRESS)
+        if (not action.option_strings or "default" in text or default in (None, False, argparse.SUPPRESS, [], ())
                 or isinstance(action, argparse._HelpAction)):
             return text
         shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
