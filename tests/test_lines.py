@@ -12,7 +12,6 @@ from ocs_core.framing.lines import (
     RequestParser,
     encode_error,
     encode_ok,
-    encode_reply,
     encode_request,
     escape,
     unescape,
