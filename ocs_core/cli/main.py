@@ -77,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
                                                + (f" ({hint})" if hint else ""))
     args.extra = extra
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a pipe's reader that left shows here, not at interpreter exit
+        return status
     except USER_ERRORS as exc:
         print(f"ocs-core: error: {exc}", file=sys.stderr)
         return 1
