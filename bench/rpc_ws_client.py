@@ -19,7 +19,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ocs_core import _quiet_imports  # noqa: E402,F401  (before autobahn: keeps bjdata quiet)
 from autobahn.twisted.wamp import ApplicationRunner, ApplicationSession  # noqa: E402
 
 OP = "delay_task"

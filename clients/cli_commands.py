@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     p.add_argument("op", metavar="OP")
     p.add_argument("params", nargs="*", metavar="key=value")
     p.add_argument("--no-wait", action="store_true", help="start a Task and return at once")
-    p.set_defaults(func=cmd_call)
+    p.set_defaults(func=cmd_call, extra_hint="op params are key=value, e.g. watts=2, not --watts 2")
 
     for action in ("stop", "abort"):
         p = subparsers.add_parser(action, parents=[common], help=f"{action} an op")
@@ -133,9 +133,9 @@ def _describe(session: dict) -> str:
 def _table(header: list[str], rows: list[tuple]) -> None:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)] if rows else [len(h) for h in header]
     fmt = "  ".join(f"{{:{w}}}" for w in widths)
-    print(fmt.format(*header))
+    print(fmt.format(*header).rstrip())
     for row in rows:
-        print(fmt.format(*[str(x) for x in row]))
+        print(fmt.format(*[str(x) for x in row]).rstrip())
 
 
 def cmd_call(args: argparse.Namespace) -> int:
@@ -215,6 +215,10 @@ def cmd_listen(args: argparse.Namespace) -> int:
                                     "or INSTANCE.FEED"))
         topic = f"{hub.address_root}.{parts[0]}.feeds.{parts[1]}"
     options = {"match": "wildcard"} if ".." in topic else None
+    if options is None:
+        problem = _unknown_feed(hub, topic)
+        if problem:
+            return _fail(UsageError(problem))
 
     async def listen(session):
         from autobahn.wamp.types import SubscribeOptions
@@ -241,6 +245,26 @@ def cmd_listen(args: argparse.Namespace) -> int:
         await done
 
     return run_with_session(hub, listen)
+
+
+def _unknown_feed(hub, topic: str) -> str | None:
+    """Why ``topic`` names no feed of its agent (from the agent's ``get_api``), or None.
+
+    An agent that does not answer is not an error: its feed may appear once it starts.
+    """
+    agent, sep, feed = topic[len(hub.address_root) + 1:].partition(".feeds.")
+    if not sep or not agent or not feed or "." in feed:
+        return None
+    try:
+        api = ControlClient(hub.address_root, hub.wamp_http, timeout=3.0).call(
+            f"{hub.address_root}.{agent}", "get_api")
+    except ControlClientError as exc:
+        print(f"note: cannot list the feeds of {agent} ({exc}); listening anyway", file=sys.stderr)
+        return None
+    feeds = sorted(name for name, _info in api.get("feeds", []))
+    if feed in feeds:
+        return None
+    return f"{agent} has no feed {feed!r}; its feeds: {', '.join(feeds) or 'none'}"
 
 
 def gather_heartbeats(hub, listen_time: float) -> tuple[int, dict[str, tuple[float, dict]]]:

@@ -20,7 +20,6 @@ import inspect
 import sys
 from typing import Any, Callable
 
-from ocs_core import _quiet_imports  # noqa: F401  (before autobahn)
 from autobahn.twisted.wamp import ApplicationSession
 from autobahn.twisted.websocket import WampWebSocketClientFactory
 from autobahn.wamp.exception import ApplicationError

@@ -36,6 +36,10 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
+_NO_SESSION_NEVER_RAN = "  (no session -- op has never run)"
+_NO_SESSION_REFUSED = "  (no session in this reply: the request was refused; the op's own session is unchanged)"
+
+
 class OCSReply(namedtuple("OCSReply", ["status", "msg", "session"])):
     """The reply to an operation call: ``status`` (OK, ERROR, TIMEOUT), ``msg`` and ``session``."""
 
@@ -53,7 +57,7 @@ class OCSReply(namedtuple("OCSReply", ["status", "msg", "session"])):
         lines = [f"OCSReply: {code} : {self.msg}"]
         session = self.session
         if not session:
-            lines.append("  (no session -- op has never run)")
+            lines.append(_NO_SESSION_REFUSED if self.status == ERROR else _NO_SESSION_NEVER_RAN)
             return "\n".join(lines)
         try:
             lines.extend(_describe_session(session, time.time() if now is None else now))

@@ -1,5 +1,4 @@
 """ocs-core: agents with Tasks and Processes on a crossbar.io router, wire-compatible with ocs 0.12."""
-from ocs_core import _quiet_imports  # noqa: F401  (must run before autobahn is imported)
 from ocs_core.runtime.codes import ERROR, OK, TIMEOUT, OpCode, ResponseCode
 from ocs_core.runtime.lock import TimeoutLock
 from ocs_core.runtime.params import ParamError, param

@@ -97,3 +97,23 @@ def test_start_agent_fixture(start_agent, router):
     agent = start_agent("mini2", agent_class="MiniAgent", env=subprocess_env())
     assert agent.is_running()
     assert router.call(router.address("mini2"), "get_agent_class") == {"args": ["MiniAgent"]}
+
+
+def test_help_after_the_instance_id_is_the_agents_own(tmp_path):
+    site = write_site_config(tmp_path, free_port(), [
+        {"agent-class": "InstrumentAgent", "instance-id": "instrument-1", "arguments": ["--port", "7001"]}])
+    result = run_agent("instrument-1", "--help", "--site-file", str(site))
+    assert result.returncode == 0, result.stderr
+    assert "InstrumentAgent options:" in result.stdout
+    # every option with a default says it
+    flat = " ".join(result.stdout.split())
+    for text in ("--timeout TIMEOUT seconds to wait for a reply", "(default: 15.0)",
+                 "seconds between polls (default: 1.0)", "(default: idle)"):
+        assert text in flat, result.stdout
+    assert "(default: None)" not in flat and "(default: False)" not in flat
+    # without an instance id: the subcommand's own help
+    result = run_agent("--help")
+    assert result.returncode == 0 and result.stdout.startswith("usage: ocs-core agent ")
+    assert "INSTANCE_ID --help` shows the agent's own options" in " ".join(result.stdout.split())
+    result = run_agent()
+    assert result.returncode == 2 and "required: INSTANCE_ID" in result.stderr

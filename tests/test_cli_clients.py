@@ -70,6 +70,7 @@ def test_scan_lists_live_agent(router, faker):
     assert "FakeDataAgent" in row
     for op in ("acq=", "count=", "set_heartbeat=", "delay_task="):
         assert op in row
+    assert all(line == line.rstrip() for line in lines), "rows padded with trailing spaces"
 
 
 def test_status_of_agent_and_op(router, faker):
@@ -166,6 +167,34 @@ def test_abort_and_stop(router, faker):
 
 def test_listen_bad_topic(router, faker):
     _one_line_error(ocs(router, "listen", "a.b.c"), "'a.b.c'", "INSTANCE.FEED")
+
+
+def test_listen_to_an_unknown_feed_says_so(router, faker):
+    result = ocs(router, "listen", f"{FAKER}.nosuchfeed", "--duration", "2")
+    _one_line_error(result, f"{FAKER} has no feed 'nosuchfeed'; its feeds: false_temperatures, heartbeat")
+    result = ocs(router, "listen", f"{router.address_root}.{FAKER}.feeds.nosuchfeed", "--duration", "2")
+    _one_line_error(result, "has no feed 'nosuchfeed'")
+
+
+def test_call_with_an_option_shows_the_subcommands_usage(router, faker):
+    result = ocs(router, "call", FAKER, "delay_task", "--delay", "2")
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: ocs-core call "), result.stderr
+    assert "op params are key=value" in result.stderr
+
+
+def test_call_refuses_a_boolean_for_a_number(router, faker):
+    _one_line_error(ocs(router, "call", FAKER, "delay_task", "delay=true"),
+                    "Param 'delay'=True is not of required type", "a boolean is not a number")
+
+
+def test_output_into_a_closed_pipe_ends_quietly(router, faker):
+    proc = subprocess.Popen(_cmd(router.site_file, "status", FAKER), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=project_env(), stdin=subprocess.DEVNULL)
+    proc.stdout.close()  # like `| head -0`: the reader is gone before the first line
+    _out, err = proc.communicate(timeout=60)
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
+    assert proc.returncode == 141
 
 
 def test_router_down_one_line(tmp_path):

@@ -29,7 +29,7 @@ SANS_IO = [
     "ocs_core.site.config", "ocs_core.site.args", "ocs_core.router.config",
     "ocs_core.supervisor.child",
     "agents.obe.classic.commands", "agents.obe.newrun",
-    "agents.instrument.commands", "agents.instrument.signatures",
+    "agents.instrument.commands", "agents.instrument.signatures", "agents.instrument.profiles",
     "agents.rig.events", "agents.rig.messages", "agents.rig.feed_format", "agents.rig.state",
 ]
 

@@ -12,7 +12,6 @@ from ocs_core.framing.lines import (
     RequestParser,
     encode_error,
     encode_ok,
-    encode_reply,
     encode_request,
     escape,
     unescape,
@@ -117,14 +116,25 @@ def test_encode_request_rejects_tabs_and_newlines():
         encode_request("")
 
 
-def test_replies_round_trip_with_escapes():
+def test_replies_are_sent_and_read_as_they_are():
     assert encode_ok() == b"1\t\n"
     assert encode_ok(3.25) == b"1\t3.25\n"
     assert encode_error("no such command") == b"0\tno such command\n"
+    # sm-bluesky's servers send C:\temp\new as is; so do we, and the parser keeps it byte-for-byte
+    assert encode_ok("C:\\temp\\new") == b"1\tC:\\temp\\new\n"
+    assert ReplyParser().feed(b"1\tC:\\temp\\new\n") == [Reply(True, ("C:\\temp\\new",))]
+    assert ReplyParser().feed(b"1\ta\\tb\n")[0].data == "a\\tb"
+    with pytest.raises(ValueError, match="holds a line break"):
+        encode_ok("two\nlines")
+    assert encode_error("first\nsecond") == b"0\tfirst | second\n"
+
+
+def test_unescaping_is_an_opt_in():
     nasty = "a\tb\nc\\d\re"
-    line = encode_reply(True, nasty, "x")
+    line = ("1\t" + escape(nasty) + "\tx\n").encode()
     assert line.count(b"\n") == 1 and line.count(b"\t") == 2
-    assert ReplyParser().feed(line) == [Reply(True, (nasty, "x"))]
+    assert ReplyParser(unescape=True).feed(line) == [Reply(True, (nasty, "x"))]
+    assert ReplyParser().feed(line) == [Reply(True, (escape(nasty), "x"))]
     assert unescape(escape(nasty)) == nasty
 
 

@@ -26,3 +26,29 @@ class Thing:
 ])
 def test_format_matches_twisted(event):
     assert _format(event) == formatEvent(event)
+
+
+LINE = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3} (DEBUG|INFO |WARN |ERROR|CRITICAL) \S"
+
+
+def test_instrument_server_process_logs_in_the_agents_format():
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    from ocs_core.testing import project_env
+
+    proc = subprocess.Popen([sys.executable, "-m", "agents.instrument.simulated", "--port", "0", "--seed", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=project_env(),
+                            stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stdout.readline().startswith("listening on 127.0.0.1:")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    lines = err.splitlines()
+    assert any("SimulatedInstrument listening on" in line for line in lines), err
+    for line in lines:
+        assert re.match(LINE, line), line
+        assert "object at 0x" not in line, line

@@ -341,6 +341,16 @@ def test_serve_tcp_stop_restart_and_port_in_use(obe):
     assert data(c.ready())["ready"] is True
 
 
+def test_log_lines_have_the_one_format_and_no_object_reprs(obe):
+    import re
+
+    from test_logs import LINE
+    lines = [line for line in obe[2].log_text().splitlines() if line.strip()]
+    assert any("serving the classic OBE TCP protocol" in line for line in lines)
+    for line in lines:
+        assert re.match(LINE, line) and "object at 0x" not in line, line
+
+
 def test_bad_run_config_file_is_a_clear_startup_error(router, tmp_path):
     router.add_instance("OBEAgent", "obe-badcfg", ["--db", ":memory:", "--no-tcp",
                                                     "--run-config", str(tmp_path / "missing.yaml")])

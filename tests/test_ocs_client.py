@@ -114,7 +114,8 @@ def test_task_call_is_start_then_wait(client):
     # a start that fails is returned as is (no wait)
     bad = client.delay_task(delay=-1)
     assert bad.status == ERROR and "delay" in bad.msg
-    assert repr(bad).endswith("(no session -- op has never run)")
+    assert repr(bad).endswith("(no session in this reply: the request was refused; "
+                              "the op's own session is unchanged)")
 
 
 def test_param_errors_and_unknown_op(client, router):

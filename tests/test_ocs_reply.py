@@ -81,9 +81,14 @@ def test_all_messages_printed_but_count_says_at_most_five():
 
 
 def test_error_reply_without_session():
-    assert repr(OCSReply(-1, 'No task or process called "nope"', {})) == \
-        'OCSReply: ERROR : No task or process called "nope"\n  (no session -- op has never run)'
+    # a refused request carries {} although the op may have run: say "refused", not "never run"
+    assert repr(OCSReply(-1, "Param 'watts'=11.0 is above the maximum (10.0)", {})) == (
+        "OCSReply: ERROR : Param 'watts'=11.0 is above the maximum (10.0)\n"
+        "  (no session in this reply: the request was refused; the op's own session is unchanged)")
+    assert "never run" not in repr(OCSReply(-1, 'No task or process called "nope"', {}))
+    # an OK reply without a session (status or wait of an op that never ran) keeps ocs's wording
     assert repr(OCSReply(0, "Idle.", None)).endswith("(no session -- op has never run)")
+    assert repr(OCSReply(0, "No session active.", {})).endswith("(no session -- op has never run)")
 
 
 def test_unknown_code_and_undecodable_session():

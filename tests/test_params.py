@@ -42,6 +42,23 @@ def test_rejections_name_param_and_rule(params, message):
     assert str(info.value).startswith(message)
 
 
+@pytest.mark.parametrize("value", [True, False])
+def test_booleans_are_refused_for_numbers(value):
+    # ocs's type=float turns True into 1.0 (`call heater-1 set_power watts=true` gave 1 W)
+    @param("watts", type=float, min=0.0, max=10.0)
+    @param("channel", default=1, type=int)
+    def set_power(s, p):
+        pass
+    specs = declared_params(set_power)
+    with pytest.raises(ParamError) as info:
+        validate_params(specs, {"watts": value})
+    assert str(info.value) == (f"Param 'watts'={value!r} is not of required type (<class 'float'>): "
+                               "a boolean is not a number")
+    with pytest.raises(ParamError, match="Param 'channel'=True is not of required type"):
+        validate_params(specs, {"watts": 1.0, "channel": True})
+    assert validate_params(specs, {"watts": 1, "channel": 2.0}) == {"watts": 1.0, "channel": 2}
+
+
 def test_check_function_and_nonfinite():
     @param("x", type=float, check=lambda v: v != 3)
     def f(s, p):

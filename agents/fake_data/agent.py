@@ -34,11 +34,12 @@ class FakeDataAgent:
         self.rng = random.Random(seed)  # not numpy: an idle agent stays ~13 MB smaller
         self._stop_acq_event = threading.Event()
         self._count_tick: defer.Deferred | None = None
+        self._delay_tick: defer.Deferred | None = None
         agent.register_feed(FEED, record=True, agg_params={"frame_length": frame_length},
                             buffer_time=buffer_time)
 
     @param("test_mode", default=False, type=bool)
-    @param("degradation_period", default=None, type=float, min=0.0)
+    @param("degradation_period", default=None, type=float)
     def acq(self, session: OpSession, params: dict) -> tuple[bool, str]:
         """acq(test_mode=False, degradation_period=None)
 
@@ -47,7 +48,8 @@ class FakeDataAgent:
         Parameters:
             test_mode (bool): stop after one sample.
             degradation_period (float): if set, toggle the session's degraded flag every that
-                many seconds (to exercise monitoring).
+                many seconds (to exercise monitoring); zero or less toggles it at every sample,
+                as in ocs.
 
         The latest values are in ``session.data``:
         ``{"fields": {"channel_00": 0.101, ...}, "timestamp": 1700000000.0}``.
@@ -113,7 +115,8 @@ class FakeDataAgent:
     async def delay_task(self, session: OpSession, params: dict) -> tuple[bool, str]:
         """delay_task(delay=5, succeed=True)
 
-        **Task** (abortable) - Wait ``delay`` seconds, then succeed or fail as asked.
+        **Task** (abortable) - Wait ``delay`` seconds, then succeed or fail as asked. An abort
+        ends the wait at once.
 
         ``session.data`` holds ``{"requested_delay": s, "delay_so_far": s}``.
         """
@@ -127,12 +130,20 @@ class FakeDataAgent:
                 return False, f"Aborted after {elapsed:.1f} seconds"
             if elapsed >= delay:
                 break
-            await dsleep(min(0.5, delay - elapsed))
+            self._delay_tick = dsleep(min(0.5, delay - elapsed), self.agent.reactor)
+            try:
+                await self._delay_tick
+            except defer.CancelledError:  # the aborter woke us up
+                pass
+            finally:
+                self._delay_tick = None
         return params["succeed"], f"Exited after {time.time() - t0:.1f} seconds"
 
     def _abort_delay_task(self, session: OpSession, params: Any) -> None:
         if session.status == "running":
             session.set_status("stopping")
+            if self._delay_tick is not None and not self._delay_tick.called:
+                self._delay_tick.cancel()
 
 
 def make_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:

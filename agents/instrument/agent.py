@@ -16,9 +16,10 @@ from typing import Any, Callable, Sequence
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from agents.instrument.link import InstrumentError, InstrumentLink, LinkDown, LinkTimeout
-from agents.instrument.signatures import (DEFAULT_COMMANDS, Signature, decode_value, parse_command_specs,
-                                          parse_help)
+from agents.instrument.link import InstrumentError, LinkDown, LinkTimeout, make_link
+from agents.instrument.link_protocol import LinkBase
+from agents.instrument.profiles import PROFILES, ServerProfile, profile_named
+from agents.instrument.signatures import Signature, decode_value, parse_command_specs, parse_help
 from ocs_core.site import args as site_args
 from ocs_core.runtime.agent import OCSAgent, init_site_agent
 from ocs_core.framing.lines import Reply
@@ -53,14 +54,18 @@ class InstrumentAgent:
         signatures: the commands exposed as Tasks.
         poll_command: the command ``acq`` polls (its reply must be a number).
         poll_interval: seconds between polls.
+        profile: how the server behaves (no-reply commands, shutdown, discovery); its name is in
+            every session's data.
     """
 
-    def __init__(self, agent: OCSAgent, link: InstrumentLink, signatures: Sequence[Signature],
-                 poll_command: str = "read", poll_interval: float = 1.0) -> None:
+    def __init__(self, agent: OCSAgent, link: LinkBase, signatures: Sequence[Signature],
+                 poll_command: str = "read", poll_interval: float = 1.0,
+                 profile: ServerProfile = PROFILES["generic"]) -> None:
         if not poll_interval > 0:
             raise ValueError(f"poll interval must be positive, got {poll_interval!r}")
         self.agent = agent
         self.link = link
+        self.profile = profile
         self.tasks = {sig.name: CommandTask(self, sig) for sig in signatures}
         self.poll_command = poll_command
         self.poll_interval = float(poll_interval)
@@ -106,7 +111,7 @@ class InstrumentAgent:
             session.add_message(f"link to {self.link.label} is down: {self.down_reason}")
             return False, self.unreachable()
         try:
-            reply: Reply = await self.link.call_reply(sig.name, *args)
+            reply: Reply = await self.link.call_reply(sig.name, *args, expect=self.profile.expects(sig.name))
         except LinkDown as exc:
             return False, f"instrument server {self.link.label}: {exc}; retrying in the background"
         except (LinkTimeout, ValueError) as exc:
@@ -115,7 +120,8 @@ class InstrumentAgent:
             return False, reply.data
         data: dict[str, Any] = {"command": sig.name}
         data.update({k: v for k, v in params.items() if v is not None})
-        data.update({"value": decode_value(reply.fields), "reply": reply.data, "timestamp": time.time()})
+        data.update({"value": decode_value(reply.fields), "reply": reply.data, "timestamp": time.time(),
+                     "profile": self.profile.name})
         session.data = data
         return True, f"{sig.name} done"
 
@@ -175,7 +181,7 @@ class InstrumentAgent:
             return False
         now = time.time()
         self.agent.publish_to_feed(FEED, {"block_name": BLOCK, "timestamp": now, "data": {"value": value}})
-        session.data = {"value": value, "timestamp": now, "command": cmd}
+        session.data = {"value": value, "timestamp": now, "command": cmd, "profile": self.profile.name}
         self._clear_problem("poll", f"poll {cmd} succeeds again")
         return True
 
@@ -229,13 +235,15 @@ class InstrumentAgent:
         return self.link.stop()
 
     async def refresh(self) -> None:
-        """Ask the server ``command_list`` and ``help``; update the Tasks' docstrings, warn of gaps."""
+        """Ask the server ``command_list`` (and ``help`` if the profile has it); update the Tasks'
+        docstrings, warn of gaps."""
         listing = await self.link.call_reply("command_list")
         if not listing.ok:
             raise InstrumentError("command_list", listing.data)
         self.server_commands = sorted(f for f in listing.fields if f)
-        helped = await self.link.call_reply("help")
-        self.server_help = parse_help(helped.fields) if helped.ok else {}
+        if self.profile.help_command is not None:
+            helped = await self.link.call_reply(self.profile.help_command)
+            self.server_help = parse_help(helped.fields) if helped.ok else {}
         for name, task in self.tasks.items():
             usage, description = self.server_help.get(name, ("", ""))
             if description:
@@ -258,10 +266,25 @@ def make_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argum
     group = parser.add_argument_group("InstrumentAgent options")
     group.add_argument("--host", default="127.0.0.1", help="instrument server host (default 127.0.0.1)")
     group.add_argument("--port", type=int, default=None, help="instrument server TCP port (required)")
-    group.add_argument("--commands", nargs="+", default=[DEFAULT_COMMANDS], metavar="SPEC",
+    group.add_argument("--profile", default="generic", choices=sorted(PROFILES),
+                       help="the server family: 'generic' (ocs-core's InstrumentServer: every command "
+                            "answered, one held connection) or 'sm-bluesky' (one client at a time: "
+                            "a connection per burst of commands; connect_hardware, disconnect_hardware "
+                            "and shutdown send no reply; no help command)")
+    group.add_argument("--commands", nargs="+", default=None, metavar="SPEC",
                        help="commands exposed as Tasks, comma- or space-separated: a bare name "
                             "(its usage known or free 'args') or a usage like 'set_v <volts:float>' "
-                            f"(default: {DEFAULT_COMMANDS})")
+                            f"(default: the profile's; generic: {PROFILES['generic'].default_commands}; "
+                            f"sm-bluesky: {PROFILES['sm-bluesky'].default_commands})")
+    group.add_argument("--idle-release", type=float, default=None, metavar="SECONDS",
+                       help="close the connection this long after its last reply, so that other "
+                            "clients get their turn (default: the profile's; sm-bluesky 0, generic: "
+                            "held for good)")
+    group.add_argument("--no-reply", nargs="+", default=[], metavar="CMD",
+                       help="more commands the server answers with nothing (they are followed by a ping)")
+    group.add_argument("--unescape-replies", action="store_true",
+                       help="undo \\\\ \\t \\n \\r escapes in reply fields (for servers that escape; "
+                            "otherwise replies are passed on byte-for-byte)")
     group.add_argument("--timeout", type=float, default=15.0,
                        help="seconds to wait for a reply (more than the server's own deadline)")
     group.add_argument("--poll-command", default="read", help="command acq polls (default read)")
@@ -279,11 +302,21 @@ def check_args(parsed: argparse.Namespace, fail: Callable[[str], Any]) -> list[S
     for opt in ("timeout", "poll_interval", "max_backoff"):
         if not getattr(parsed, opt) > 0:
             fail(f"--{opt.replace('_', '-')} must be positive, got {getattr(parsed, opt)!r}")
+    if parsed.idle_release is not None and not parsed.idle_release >= 0:
+        fail(f"--idle-release must be >= 0 seconds, got {parsed.idle_release!r}")
     try:
-        return parse_command_specs(parsed.commands)
+        return parse_command_specs(parsed.commands or [profile_of(parsed).default_commands])
     except ValueError as exc:
         fail(f"--commands: {exc}")
         raise
+
+
+def profile_of(parsed: argparse.Namespace) -> ServerProfile:
+    """The server profile the options name, with their overrides."""
+    no_reply = tuple(n for item in parsed.no_reply for n in item.replace(",", " ").split())
+    return profile_named(parsed.profile).with_options(
+        idle_release=parsed.idle_release if parsed.idle_release is not None else "keep",
+        unescape=True if parsed.unescape_replies else None, no_reply=no_reply)
 
 
 def main(args: list[str] | None = None) -> None:
@@ -292,9 +325,10 @@ def main(args: list[str] | None = None) -> None:
     parsed = site_args.parse_args(agent_class="InstrumentAgent", parser=parser, args=args)
     signatures = check_args(parsed, parser.error)
     agent = init_site_agent(parsed, "InstrumentAgent")
-    link = InstrumentLink(agent.reactor, parsed.host, parsed.port, timeout=parsed.timeout,
-                          max_backoff=parsed.max_backoff)
-    instrument = InstrumentAgent(agent, link, signatures, parsed.poll_command, parsed.poll_interval)
+    profile = profile_of(parsed)
+    link = make_link(agent.reactor, parsed.host, parsed.port, profile, timeout=parsed.timeout,
+                     max_backoff=parsed.max_backoff)
+    instrument = InstrumentAgent(agent, link, signatures, parsed.poll_command, parsed.poll_interval, profile)
     instrument.register(acq_at_startup=parsed.mode == "acq")
     agent.reactor.callWhenRunning(link.start)
     agent.reactor.addSystemEventTrigger("before", "shutdown", instrument.close)

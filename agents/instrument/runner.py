@@ -11,10 +11,8 @@ import argparse
 import sys
 from typing import Any, Callable, Sequence
 
-from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredicate, formatEvent,
-                            globalLogBeginner)
-
 from agents.instrument.server import InstrumentServer
+from ocs_core.runtime import logs
 
 
 def make_parser(description: str | None = None, default_port: int = 0) -> argparse.ArgumentParser:
@@ -30,21 +28,8 @@ def make_parser(description: str | None = None, default_port: int = 0) -> argpar
 
 
 def start_logging(level: str = "info", stream: Any = None) -> None:
-    """Log to ``stream`` (stderr) at ``level``, one line per event."""
-    stream = stream or sys.stderr
-
-    def observer(event: dict[str, Any]) -> None:
-        text = formatEvent(event)
-        if event.get("log_failure") is not None and event["log_level"] >= LogLevel.error:
-            text += "\n" + event["log_failure"].getTraceback()
-        ns = event.get("log_namespace", "-")
-        stream.write(f"{event['log_level'].name} {ns}: {text}\n")
-        stream.flush()
-    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(level))
-    for quiet in ("log_legacy", "twisted"):  # Twisted's own port open/close lines repeat ours
-        predicate.setLogLevelForNamespace(quiet, max(LogLevel.warn, LogLevel.levelWithName(level)))
-    globalLogBeginner.beginLoggingTo([FilteringLogObserver(observer, [predicate])],
-                                     redirectStandardIO=False, discardBuffer=True)
+    """Log to ``stream`` (stderr) at ``level``, one line per event, in the agents' format."""
+    logs.start_logging(level, stream=stream or sys.stderr, namespaces=("instrument",))
 
 
 def run(make_server: Callable[[argparse.Namespace], InstrumentServer],

@@ -214,7 +214,10 @@ class InstrumentServer:
         return d.addCallback(log)
 
     def _ok_line(self, name: str, value: Any) -> bytes:
-        line = encode_ok(*format_result(value))
+        try:
+            line = encode_ok(*format_result(value))
+        except ValueError as exc:  # a line break in the data: the reply would be two lines
+            return encode_error(f"{name}: {exc}")
         if len(line) > self.max_reply:
             return encode_error(f"{name}: reply of {len(line)} bytes exceeds the limit of {self.max_reply}")
         return line

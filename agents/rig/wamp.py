@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Iterable, Optional, Protocol, Union
 
-from ocs_core import _quiet_imports  # noqa: F401  (before autobahn)
 from autobahn.twisted.wamp import ApplicationSession
 from autobahn.twisted.websocket import WampWebSocketClientFactory
 from autobahn.wamp.types import ComponentConfig, PublishOptions, SubscribeOptions

@@ -41,8 +41,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--png", default="demo-output/adaptive_scan.png")
     parser.add_argument("--site-file", default=None)
     parser.add_argument("--run-dir", default="run")
+    parser.add_argument("--port", type=int, default=os.environ.get("OCS_DEMO_PORT") or None,
+                        help="router port; the agents' ports follow it (default: the site file's, "
+                             "8001 and on; $OCS_DEMO_PORT)")
     args = parser.parse_args(argv)
 
+    if args.port:  # a copy of the site file on the ports asked for (see demo_ports.py)
+        from demo_ports import with_ports
+        moved = Path(args.run_dir) / "site-config.yaml"
+        moved.parent.mkdir(parents=True, exist_ok=True)
+        moved.write_text(with_ports(Path(args.site_file or "site-config.yaml").read_text(), int(args.port)))
+        args.site_file = str(moved)
     site = ["--site-file", args.site_file] if args.site_file else []
     ocs_core = [sys.executable, "-m", "ocs_core.cli"]
     Path(args.png).parent.mkdir(parents=True, exist_ok=True)

@@ -13,18 +13,21 @@ from ocs_core.site.config import SiteConfigError, load_site_config
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """Add the ``agent`` subcommand."""
     agent = subparsers.add_parser(
-        "agent", parents=[common],
+        "agent", parents=[common], add_help=False,
         help="run an agent instance of the site file (arguments after the id go to the agent)",
         description="Run the agent instance INSTANCE_ID of the site file. Its agent-class picks "
                     "the 'ocs_core.agents' entry point; its arguments come from the site file, "
-                    "and arguments given here replace site-file arguments of the same flag.")
-    agent.add_argument("instance_id", metavar="INSTANCE_ID")
-    agent.set_defaults(func=run_agent, extra_args=True)
+                    "and arguments given here replace site-file arguments of the same flag. "
+                    "`ocs-core agent INSTANCE_ID --help` shows the agent's own options.")
+    agent.add_argument("-h", "--help", action="store_true",
+                       help="show this help; after INSTANCE_ID, the agent's own options")
+    agent.add_argument("instance_id", metavar="INSTANCE_ID", nargs="?")
+    agent.set_defaults(func=run_agent, extra_args=True, parser=agent)
 
 
 def agent_command_line(args: argparse.Namespace, site_file: Path) -> list[str]:
     """The argument list the agent's ``main`` receives."""
-    extra = list(args.extra)
+    extra = list(args.extra) + (["--help"] if getattr(args, "help", False) else [])
     argv = ["--instance-id", args.instance_id, "--site-file", str(site_file)]
     if args.site_host:
         argv += ["--site-host", args.site_host]
@@ -33,6 +36,11 @@ def agent_command_line(args: argparse.Namespace, site_file: Path) -> list[str]:
 
 def run_agent(args: argparse.Namespace) -> int:
     """Resolve the instance, find its agent class's main and call it in this process."""
+    if args.instance_id is None:
+        if args.help:
+            args.parser.print_help()
+            return 0
+        args.parser.error("the following arguments are required: INSTANCE_ID")
     site_file = site_file_path(args.site_file).resolve()
     cfg = load_site_config(site_file)
     host = cfg.host(args.site_host)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from ocs_core.site.discovery import AgentEntryError
@@ -71,13 +72,29 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser([fast] if fast else None)
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "extra_args", False):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        hint = getattr(args, "extra_hint", "")
+        _subparser(parser, args.command).error(f"unrecognized arguments: {' '.join(extra)}"
+                                               + (f" ({hint})" if hint else ""))
     args.extra = extra
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a pipe's reader that left shows here, not at interpreter exit
+        return status
     except USER_ERRORS as exc:
         print(f"ocs-core: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `ocs-core status | head`: the reader left; stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the exit-time flush finds no pipe
+        return 141  # as if killed by SIGPIPE (128 + 13), what a shell reports
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """The parser of subcommand ``command`` (for errors that show its own usage)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            return action.choices[command]
+    return parser
 

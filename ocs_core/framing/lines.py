@@ -8,9 +8,10 @@ Wire format (UTF-8, one message per line, ``\\n`` ends a line, a ``\\r`` before 
 
 Requests are not escaped: an argument cannot contain a tab, CR or LF, and
 :func:`encode_request` refuses one (``ValueError``). Reply data is a list of fields joined by
-tabs; inside a field a backslash, tab, LF or CR is escaped as ``\\\\``, ``\\t``, ``\\n``, ``\\r``
-(:func:`escape`), so a reply is always one line and a raw client reading a plain number or word
-sees it unchanged. :class:`ReplyParser` undoes the escapes per field.
+tabs, sent as it is (``C:\\temp`` stays ``C:\\temp``), as sm-bluesky's servers and clients do; a
+field cannot hold a line break (:func:`encode_reply` refuses one). A server that escapes
+backslash, tab, LF and CR (:func:`escape`) needs a client that opts in to undoing it
+(``ReplyParser(unescape=True)``).
 
 Every line is bounded: a line longer than ``max_line`` bytes (not counting its line ending) yields
 one :class:`FramingError` as soon as the limit is passed, the rest of that line is discarded
@@ -110,12 +111,19 @@ def encode_request(command: str, *args: object) -> bytes:
 
 
 def encode_reply(ok: bool, *fields: object) -> bytes:
-    """Encode one reply line: ``1`` or ``0``, then the escaped fields joined by tabs.
+    """Encode one reply line: ``1`` or ``0``, then the fields as they are, joined by tabs.
 
     ``None`` becomes an empty field; other values are converted with ``str()``.
+
+    Raises:
+        ValueError: a field holds a line break (CR or LF), which would end the reply early.
     """
-    text = "\t".join(escape("" if f is None else str(f)) for f in fields)
-    return (("1\t" if ok else "0\t") + text + "\n").encode("utf-8")
+    texts = ["" if f is None else str(f) for f in fields]
+    for text in texts:
+        if "\n" in text or "\r" in text:
+            shown = text if len(text) <= 40 else text[:40] + "..."
+            raise ValueError(f"reply field {shown!r} holds a line break; a reply is one line")
+    return (("1\t" if ok else "0\t") + "\t".join(texts) + "\n").encode("utf-8")
 
 
 def encode_ok(*fields: object) -> bytes:
@@ -124,8 +132,8 @@ def encode_ok(*fields: object) -> bytes:
 
 
 def encode_error(message: str) -> bytes:
-    """Encode a failure reply (``0\\t<message>``)."""
-    return encode_reply(False, message)
+    """Encode a failure reply (``0\\t<message>``); line breaks in ``message`` become `` | ``."""
+    return encode_reply(False, message.replace("\r\n", " | ").replace("\n", " | ").replace("\r", " | "))
 
 
 class LineSplitter:
@@ -201,10 +209,14 @@ class RequestParser:
 
 
 class ReplyParser:
-    """Parse reply lines: :meth:`feed` returns :class:`Reply` or :class:`FramingError` events."""
+    """Parse reply lines: :meth:`feed` returns :class:`Reply` or :class:`FramingError` events.
 
-    def __init__(self, max_line: int = DEFAULT_MAX_REPLY) -> None:
+    Fields are passed on as they came; ``unescape=True`` undoes :func:`escape` in each.
+    """
+
+    def __init__(self, max_line: int = DEFAULT_MAX_REPLY, unescape: bool = False) -> None:
         self._lines = LineSplitter(max_line)
+        self.unescape = unescape
 
     @property
     def buffered(self) -> int:
@@ -213,7 +225,7 @@ class ReplyParser:
 
     def feed(self, data: bytes) -> list[ReplyEvent]:
         """Consume ``data`` and return one event per line it completes."""
-        return [parse_reply_line(item) if isinstance(item, bytes) else item
+        return [parse_reply_line(item, self.unescape) if isinstance(item, bytes) else item
                 for item in self._lines.feed(data)]
 
 
@@ -238,8 +250,11 @@ def parse_request_line(line: bytes) -> RequestEvent:
     return Request(command, tuple(args))
 
 
-def parse_reply_line(line: bytes) -> ReplyEvent:
-    """Parse one reply line (without its line ending); a bare ``1`` or ``0`` is accepted."""
+def parse_reply_line(line: bytes, unescape_fields: bool = False) -> ReplyEvent:
+    """Parse one reply line (without its line ending); a bare ``1`` or ``0`` is accepted.
+
+    The fields are the text between tabs, byte-for-byte; ``unescape_fields`` undoes :func:`escape`.
+    """
     text = _decode(line)
     if isinstance(text, FramingError):
         return text
@@ -247,6 +262,8 @@ def parse_reply_line(line: bytes) -> ReplyEvent:
     if status not in ("0", "1"):
         shown = text if len(text) <= 60 else text[:60] + "..."
         return FramingError(f"reply {shown!r} does not start with 1 or 0 and a tab")
-    fields = tuple(unescape(f) for f in rest.split("\t")) if sep and rest else ()
+    fields = tuple(rest.split("\t")) if sep and rest else ()
+    if unescape_fields:
+        fields = tuple(unescape(f) for f in fields)
     return Reply(status == "1", fields)
 

@@ -1,7 +1,5 @@
-"""Run crossbar's command line under our interpreter with quiet imports (no bjdata traceback)."""
+"""Run crossbar's command line under our interpreter (no ``crossbar`` script on PATH needed)."""
 import sys
-
-from ocs_core import _quiet_imports  # noqa: F401  (must run before crossbar imports autobahn)
 
 
 def main() -> int:

@@ -1,18 +1,13 @@
-"""Run a crossbar worker process with quiet imports and without a known spurious warning.
+"""Run a crossbar worker process without a known spurious warning.
 
 crossbar starts each worker as ``<python> -u -m crossbar.worker.main ...``; our router config
-names a small wrapper script as the worker's ``python``, which runs this module instead. Two
-fixes keep the router's log clean in normal operation:
-
-* ``ocs_core._quiet_imports`` stops bjdata's NumPy ABI traceback;
-* crossbar 26's HTTP caller bridge finishes a request twice whenever a call returns a WAMP
-  error (``_fail_request`` then the render callback), so Twisted warns "request.finish called
-  twice" on the first error reply. The reply itself is correct; the warning is filtered.
+names a small wrapper script as the worker's ``python``, which runs this module instead.
+crossbar 26's HTTP caller bridge finishes a request twice whenever a call returns a WAMP error
+(``_fail_request`` then the render callback), so Twisted warns "request.finish called twice" on
+the first error reply. The reply itself is correct; the warning is filtered.
 """
 import runpy
 import warnings
-
-from ocs_core import _quiet_imports  # noqa: F401  (must run before crossbar imports autobahn)
 
 warnings.filterwarnings("ignore", message=r"Warning! request\.finish called twice", category=UserWarning)
 

@@ -202,7 +202,7 @@ class Router:
         wrapper.write_text(
             "#!/bin/sh\n"
             "# crossbar runs its worker as: <this> -u -m crossbar.worker.main ARGS;\n"
-            "# run it through ocs_core.router._crossbar_worker (quiet imports) instead.\n"
+            "# run it through ocs_core.router._crossbar_worker (a warning filter) instead.\n"
             'if [ "$1" = "-u" ] && [ "$2" = "-m" ] && [ "$3" = "crossbar.worker.main" ]; then\n'
             "    shift 3\n"
             f'    exec {shlex.quote(sys.executable)} -u -m ocs_core.router._crossbar_worker "$@"\n'

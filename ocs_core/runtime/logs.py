@@ -56,14 +56,18 @@ class _LineObserver:
 
 
 def start_logging(level: str = "info", log_file: str | Path | None = None, prefix: str = "",
-                  stream: IO[str] | None = sys.stderr) -> None:
+                  stream: IO[str] | None = sys.stderr, namespaces: tuple[str, ...] = ()) -> None:
     """Send Twisted and autobahn logging to ``stream`` and ``log_file``, one line per event.
+
+    Every process of ocs-core (agents, instrument servers, tools) logs through this, so every
+    line has one format: ``2026-12-01T07:16:29.664 INFO  <prefix><text>``.
 
     Args:
         level: lowest level shown for ocs-core's own messages.
         log_file: appended to (its directory is created); None for no file.
         prefix: put before every message, e.g. the instance-id.
         stream: where lines are printed (None: file only).
+        namespaces: more logger namespaces shown at ``level`` (others are held to warnings).
     """
     global _started
     if _started:
@@ -77,7 +81,7 @@ def start_logging(level: str = "info", log_file: str | Path | None = None, prefi
         path.parent.mkdir(parents=True, exist_ok=True)
         file = open(path, "a", encoding="utf-8", buffering=1)
     predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.warn)
-    for namespace in ("ocs_core", "agents", "clients", "__main__"):
+    for namespace in ("ocs_core", "agents", "clients", "__main__", *namespaces):
         predicate.setLogLevelForNamespace(namespace, _LEVELS.get(level, LogLevel.info))
     observer = FilteringLogObserver(_LineObserver(stream, file, prefix), [predicate])
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False, discardBuffer=True)

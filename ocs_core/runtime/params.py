@@ -77,10 +77,12 @@ class ParamSpec:
 
 
 def _coerce_type(key: str, value: Any, want: type) -> Any:
+    if want in (int, float) and isinstance(value, bool):
+        # ocs's type=float takes True as 1.0; a boolean where a number is declared is a mistake
+        raise ParamError(f"Param '{key}'={value!r} is not of required type ({want!r}): "
+                         "a boolean is not a number")
     if want is float and isinstance(value, (int, float)):
         return float(value)
-    if want is int and isinstance(value, bool):
-        return int(value)
     if want is tuple and isinstance(value, list):
         return tuple(value)
     if want is int and isinstance(value, float) and value.is_integer():

@@ -53,10 +53,26 @@ def _timeout(text: str) -> float:
     return value
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Help that shows each option's default, unless its text already names one or it has none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or "default" in text or default in (None, False, argparse.SUPPRESS, [], ())
+                or isinstance(action, argparse._HelpAction)):
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+        return f"{text} (default: {shown})" if text else f"(default: {shown})"
+
+
 def add_arguments(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    """Add the standard site options to ``parser`` (a new parser when None) and return it."""
+    """Add the standard site options to ``parser`` (a new parser when None) and return it.
+
+    A new parser's help shows every option's default (:class:`DefaultsHelpFormatter`).
+    """
     if parser is None:
-        parser = argparse.ArgumentParser()
+        parser = argparse.ArgumentParser(formatter_class=DefaultsHelpFormatter)
     group = parser.add_argument_group("site configuration")
     group.add_argument("--site-file", metavar="PATH",
                        help="site config file (default: $OCS_SITE_FILE, else ./site-config.yaml)")

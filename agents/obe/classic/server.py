@@ -227,6 +227,8 @@ class LegacyOBEFactory(protocol.ServerFactory):
         close_on_done: close the connection after ``done`` (default True).
     """
 
+    noisy = False  # no "Starting factory <... object at 0x...>" lines: the agent logs its own
+
     def __init__(self, backend: OBEBackend, *, runner: Runner | None = None,
                  max_body: int = DEFAULT_MAX_BODY, max_queued: int = 16,
                  on_done: Callable[[LegacyOBEProtocol], None] | None = None,
