@@ -290,7 +290,7 @@ def test_adaptive_scan_failing_instrument_leaves_run_intact(obe, instruments):
     assert "failed at step 3" in msg and "simulated instrument fault" in msg and "run is intact" in msg
     assert data(c.ready())["n_measurements"] == 2
     s = run_scan(c, instrument="no-such-inst", max_steps=3, sigma=100.0).session
-    assert s["success"] is False and "could not start it" in s["messages"][-2][1]
+    assert s["success"] is False and "could not run it" in s["messages"][-2][1]
     assert data(c.ready())["n_measurements"] == 2
     assert "give a stop rule" in failed(run_scan(c, instrument="sim-inst"))
     assert "not a parameter" in failed(run_scan(c, instrument="sim-inst", target_param="q",

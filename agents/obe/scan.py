@@ -126,15 +126,11 @@ async def run_scan(plan: ScanPlan, service: Any, client: Any,
             setting = await run_in_thread(service.optset)
         try:
             try:
-                reply = await client.start(measure_params(plan, setting))
+                reply = await client.run(measure_params(plan, setting), timeout=plan.measure_timeout)
             except Exception as exc:  # noqa: BLE001 - WAMP errors: no such agent, router away
-                raise ScanError(f"could not start it: {getattr(exc, 'error', None) or exc}") from None
-            if reply[0] != OK:
+                raise ScanError(f"could not run it: {getattr(exc, 'error', None) or exc}") from None
+            if reply[0] != OK and reply[0] != TIMEOUT:
                 raise ScanError(f"start refused: {reply[1]}")
-            try:
-                reply = await client.wait(timeout=plan.measure_timeout)
-            except Exception as exc:  # noqa: BLE001
-                raise ScanError(f"waiting failed: {getattr(exc, 'error', None) or exc}") from None
             value, sigma = parse_measurement(plan, reply)
         except ScanError as exc:
             return False, (f"adaptive_scan: {plan.instrument} {plan.task} failed at step {steps + 1} "
