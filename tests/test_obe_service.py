@@ -228,6 +228,9 @@ class FakeInstrument:
             return defer.succeed([0, "done", _session(success=False, last="broken")])
         return defer.succeed([0, "done", _session(data={"value": y_at(self.calls[-1]["x"])})])
 
+    def run(self, params, timeout=None):
+        return self.start(params).addCallback(lambda _: self.wait(timeout))
+
 
 def _run(plan, svc, client, stop_after=None):
     progress = []
