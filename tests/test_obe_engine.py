@@ -260,7 +260,7 @@ def test_bad_input_rejected_before_change(args, match):
 
 def test_selection_returns_tuples_of_floats_on_two_axes():
     eng = OBEEngine(lambda s, p, c: p[0] * s[0] + p[1] * s[1], (np.arange(3), np.arange(4)),
-                    np.random.default_rng(1).normal(size=(2, 500)), (), seed=2)
+                    np.random.default_rng(1).normal(size=(2, 500)), (), seed=2, n_draws=30)
     assert eng.settings_grid.shape == (2, 12)
     for choose in (eng.optimal_setting, eng.good_setting, eng.random_setting, eng.next_setting):
         x = choose()
@@ -449,6 +449,16 @@ def test_set_particles_with_weights_replaces_the_cloud():
         with pytest.raises(ValueError, match=match):
             eng.set_particles(particles, weights)
     assert_unchanged(eng, snap)
+
+
+def test_more_draws_where_they_are_cheap():
+    from agents.obe.engine.obe_engine import auto_draws
+    assert auto_draws(200) == 100 and auto_draws(2000) == 30 and auto_draws(400) == 50
+    assert auto_draws(100, 2) == 100 and auto_draws(5) == 100
+    eng = OBEEngine.from_config({"model": "lorentzian", "settings": {"start": 1.5, "stop": 4.5, "num": 200},
+                                 "n_particles": 100, "seed": 1})
+    assert eng.n_draws == 100
+    assert OBEEngine.from_config({**eng.config, "n_draws": 30}).n_draws == 30
 
 
 def test_forced_resample_and_auto_resampling_off_and_on():

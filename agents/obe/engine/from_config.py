@@ -19,7 +19,7 @@ Configuration keys (only ``model`` is required)::
     weights              with particles: N non-negative numbers (normalised), default uniform
     constants            list of numbers in the model's order, or {name: value}
     n_particles          int, default 10000, at most MAX_PARTICLES
-    n_draws              int, default 30, 2..MAX_DRAWS
+    n_draws              int 2..MAX_DRAWS, or null (default): more draws where cheap (OBEEngine)
     utility              "variance_approx" | "pseudo_utility" | "max_min" | "full_kld"
     selection            "optimal" | "good" | "random"
     pickiness            number in [0, 1000], default 15
@@ -242,8 +242,8 @@ def engine_arguments(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[st
     if n_particles * len(spec.parameters) > MAX_WORK:
         raise ValueError(f"config key 'n_particles': {n_particles} particles x "
                          f"{len(spec.parameters)} parameters exceeds the limit {MAX_WORK}")
-    n_draws = _int(config, "n_draws", 30, 2, MAX_DRAWS)
-    if n_draws * n_settings * spec.n_channels > MAX_WORK:
+    n_draws = None if config.get("n_draws") is None else _int(config, "n_draws", 30, 2, MAX_DRAWS)
+    if n_draws is not None and n_draws * n_settings * spec.n_channels > MAX_WORK:
         raise ValueError(f"config key 'n_draws': {n_draws} draws x {n_settings} settings "
                          f"exceeds the limit {MAX_WORK}")
     if "noise_std" in config and "default_noise_std" in config:
