@@ -131,6 +131,7 @@ def test_rejections_are_clear_and_change_nothing(obe):
     assert "config key 'utility' must be one of" in failed(c.newrun(utility="nope"))
     assert "unknown model 'nope'" in failed(c.newrun(model="nope"))
     assert "lolim, hilim and steps go together" in failed(c.newrun(lolim=1.0))
+    assert "3 lists" in failed(c.newrun(particles=[[3.0, 3.1]]))
     assert "below the minimum" in failed(c.goodset(pickiness=-1))
     assert "unexpected values" in failed(c.optset(foo=1))
     assert "no run with id 999" in failed(c.run_info(run_id=999))
