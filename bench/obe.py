@@ -6,6 +6,7 @@ functions registered in CASES; the OBE agent's round-trip cases can be added bes
     PYTHONPATH=. python bench/obe.py                      # all cases
     PYTHONPATH=. python bench/obe.py --cases timing       # one case
     PYTHONPATH=. python bench/obe.py --quick              # fewer repeats and seeds
+    PYTHONPATH=. python bench/obe.py --cases reference    # accuracy beside optbayesexpt itself
 """
 from __future__ import annotations
 
@@ -180,10 +181,23 @@ def case_components(args) -> dict:
     return {"rows": rows}
 
 
+def case_reference(args) -> dict:
+    """The accuracy comparison with optbayesexpt 1.2.0 itself (bench/obe_vs_reference.py): gain,
+    found after 30, calibration after 100, same priors, noise draws and seeds for both."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import obe_vs_reference as side_by_side
+    ns = argparse.Namespace(seeds=args.seeds, seeds_found=20 if args.quick else max(200, args.seeds),
+                            particles=20000, engines="ocs-core,optbayesexpt")
+    opts = json.loads(args.options) if args.options else {}
+    acc = side_by_side.accuracy(ns, opts)
+    return {"results": acc, "markdown": side_by_side.report(acc, None, ns, opts)}
+
+
 CASES: dict[str, Callable[[argparse.Namespace], dict]] = {
     "timing": case_timing,
     "components": case_components,
     "accuracy": case_accuracy,
+    "reference": case_reference,
 }
 
 
@@ -239,6 +253,9 @@ def report(results: dict) -> str:
                 f"{a['within_2std_all_three']['random']:.1%}"]
         if a["options"]:
             out.append(f"- engine options: {json.dumps(a['options'])}")
+    if "reference" in results:
+        out += ["", "Side by side with optbayesexpt 1.2.0 (find_peak, 20,000 particles, scale=False; "
+                "definitions in bench/obe_vs_reference.py):", "", results["reference"]["markdown"]]
     return "\n".join(out)
 
 

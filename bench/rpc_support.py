@@ -130,7 +130,16 @@ def http_cases(bridge: Bridge, address: str) -> dict[str, Callable[[], float]]:
             raise RuntimeError(f"delay_task on {address} did not end done/ok: {done!r}")
         return dt
 
-    return {"status": do_status, "cycle": do_cycle}
+    combined = bridge.body(f"{address}.ops", "start_and_wait", OP, {"delay": 0}, timeout=5)
+
+    def do_combined() -> float:  # ocs-core's one-request Task call (the bare callee: one call)
+        t0 = clock()
+        done = post(combined)
+        dt = clock() - t0
+        check_ok(done, f"start_and_wait on {address}")
+        return dt
+
+    return {"status": do_status, "cycle": do_cycle, "combined": do_combined}
 
 
 def interleaved(funcs: dict[str, Callable[[], float]], iterations: int,

@@ -1,7 +1,8 @@
 """WebSocket measuring client for bench/rpc.py: timed WAMP calls to several agents, interleaved.
 
 Joins the realm with a plain autobahn session and, for each case (``status``: one ``status``
-call; ``cycle``: ``start`` of ``delay_task(delay=0)`` then ``wait``), calls every target once per
+call; ``cycle``: ``start`` of ``delay_task(delay=0)`` then ``wait``; ``combined``: one
+``start_and_wait``, ocs-core's one-request Task call), calls every target once per
 iteration in an order that rotates each iteration, timing each call (or cycle) with
 ``time.perf_counter`` around the awaited call. Every reply is checked (code OK, task done and
 successful). Writes ``{case: {address: [seconds, ...]}}`` as JSON to ``--out``.
@@ -42,6 +43,12 @@ def make_session_class(args: argparse.Namespace):
                 reply = await self.call(proc, "status", OP, {})
                 dt = time.perf_counter() - t0
                 check(reply, "status", address)
+                return dt
+            if case == "combined":  # ocs-core's one-request Task call
+                t0 = time.perf_counter()
+                done = await self.call(proc, "start_and_wait", OP, {"delay": 0}, timeout=5)
+                dt = time.perf_counter() - t0
+                check(done, "start_and_wait", address)
                 return dt
             t0 = time.perf_counter()
             started = await self.call(proc, "start", OP, {"delay": 0})

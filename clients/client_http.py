@@ -11,6 +11,8 @@ from typing import Any
 
 import requests
 
+from ocs_core.runtime.codes import FEATURES_QUERY, START_AND_WAIT
+
 #: Seconds any single HTTP request may take (long waits are split into requests of this size).
 DEFAULT_TIMEOUT = 10.0
 
@@ -55,6 +57,22 @@ class ControlClient:
             # scan of os.environ (~0.4 ms a request).
             session.trust_env = False
         self.http = session
+        self._features: dict[str, Any] | None = None
+
+    def features(self) -> dict[str, Any]:
+        """What the agent serves beyond ocs 0.12 (management query ``ocs_core.features``).
+
+        Asked once per client and cached; an ocs agent answers null, which gives ``{}``.
+        """
+        if self._features is None:
+            answer = self.call(self.agent_address, FEATURES_QUERY)
+            self._features = answer if isinstance(answer, dict) else {}
+        return self._features
+
+    def supports(self, action: str) -> bool:
+        """True if the agent's ``.ops`` serves ``action`` beyond ocs's five."""
+        actions = self.features().get("ops_actions")
+        return isinstance(actions, list) and action in actions
 
     def call(self, procedure: str, *args: Any, request_timeout: float | None = None,
              **kwargs: Any) -> Any:
@@ -111,7 +129,7 @@ class ControlClient:
     def request(self, action: str, op_name: str, params: Any = None, timeout: float | None = None,
                 request_timeout: float | None = None, **kwargs: Any) -> list:
         """One control request on ``<agent>.ops``; returns ``[code, message, session]``."""
-        if action == "wait":
+        if action in ("wait", START_AND_WAIT):
             kwargs["timeout"] = timeout
         return self.call(f"{self.agent_address}.ops", action, op_name,
                          params if params is not None else {},

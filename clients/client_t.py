@@ -6,6 +6,7 @@
         delay = client_t.TaskClient(app, 'observatory.fake-data1', 'delay_task')
         yield delay.start(params={'delay': 1})
         yield delay.wait()
+        yield delay.run(delay=1)             # start and wait, one call to an ocs-core agent
         yield client_t.dsleep(0.05)
 
     client_t.run_control_script(main)
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import sys
+import weakref
 from typing import Any, Callable
 
 from autobahn.twisted.wamp import ApplicationSession
@@ -27,11 +29,12 @@ from autobahn.wamp.types import ComponentConfig
 from twisted.internet import defer
 from twisted.internet.endpoints import clientFromString
 
+from ocs_core.runtime.codes import FEATURES_QUERY, OK, START_AND_WAIT
 from ocs_core.runtime.timing import dsleep
 from clients.site import parse_control_args, resolve_hub
 
 __all__ = ["run_control_script", "run_with_session", "OperationClient", "TaskClient",
-           "ProcessClient", "dsleep", "describe_wamp_error"]
+           "ProcessClient", "agent_features", "dsleep", "describe_wamp_error"]
 
 
 def _session_of(app: Any) -> ApplicationSession:
@@ -39,6 +42,24 @@ def _session_of(app: Any) -> ApplicationSession:
     if session is None:
         raise ConnectionError("not connected to the router (the agent's session is down)")
     return session
+
+
+#: Per WAMP session, per agent address: the Deferred of the agent's ``ocs_core.features``.
+_FEATURES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def agent_features(session: ApplicationSession, agent_address: str) -> defer.Deferred:
+    """The agent's ``ocs_core.features`` dict (``{}`` for an ocs agent); asked once per session."""
+    known = _FEATURES.setdefault(session, {})
+    if agent_address in known:
+        return defer.succeed(known[agent_address])
+
+    def keep(answer: Any) -> dict:
+        features = answer if isinstance(answer, dict) else {}
+        known[agent_address] = features
+        return features
+
+    return session.call(agent_address, FEATURES_QUERY).addCallback(keep)
 
 
 class OperationClient:
@@ -74,6 +95,25 @@ class OperationClient:
     def wait(self, timeout: float | None = None) -> defer.Deferred:
         """Fires when the op is done, or with a TIMEOUT reply after ``timeout`` seconds."""
         return self.request("wait", timeout=timeout)
+
+    def run(self, params: dict | None = None, timeout: float | None = None, **kw: Any) -> defer.Deferred:
+        """Start the op and wait for it (``timeout`` as in :meth:`wait`): one call to an
+        ocs-core agent (``start_and_wait``), start then wait for an ocs agent.
+
+        Fires with start's reply if the start was refused, else with wait's.
+        """
+        return defer.ensureDeferred(self._run(dict(params or {}, **kw), timeout))
+
+    async def _run(self, params: dict, timeout: float | None) -> list:
+        session = _session_of(self.app)
+        features = await agent_features(session, self.agent_address)
+        actions = features.get("ops_actions")
+        if isinstance(actions, list) and START_AND_WAIT in actions:
+            return await self.request(START_AND_WAIT, params=params, timeout=timeout)
+        reply = await self.request("start", params=params)
+        if reply[0] != OK:
+            return reply
+        return await self.wait(timeout)
 
 
 class TaskClient(OperationClient):

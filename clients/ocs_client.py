@@ -14,7 +14,7 @@ import time
 from collections import namedtuple
 from typing import Any
 
-from ocs_core.runtime.codes import ERROR, OK, TIMEOUT, ResponseCode
+from ocs_core.runtime.codes import ERROR, OK, START_AND_WAIT, TIMEOUT, ResponseCode
 
 from clients.client_http import DEFAULT_TIMEOUT, ControlClient, ControlClientError
 from clients.site import resolve_hub
@@ -119,8 +119,17 @@ class _Operation:
         Long waits are split into requests of a few seconds each, so a vanished router raises
         ControlClientError instead of hanging.
         """
+        return self._wait_from(None, timeout)
+
+    def _wait_from(self, params: dict | None, timeout: float | None) -> OCSReply:
+        """Wait (as :meth:`wait`); with ``params``, the first request also starts the op."""
         chunk = max(0.5, self._client.timeout - 2.0)
         deadline = None if timeout is None else time.monotonic() + max(0.0, float(timeout))
+        if params is not None:
+            reply = self._request(START_AND_WAIT, params, timeout=chunk,
+                                  request_timeout=chunk + self._client.timeout)
+            if reply.status != ResponseCode.TIMEOUT:
+                return reply
         while True:
             step = chunk if deadline is None else min(chunk, max(0.0, deadline - time.monotonic()))
             reply = self._request("wait", timeout=step, request_timeout=step + self._client.timeout)
@@ -136,7 +145,13 @@ class _Task(_Operation):
         return self._request("abort")
 
     def __call__(self, **params: Any) -> OCSReply:
-        """Start the task and, if it started, wait for it to finish."""
+        """Start the task and, if it started, wait for it to finish.
+
+        One request when the agent is an ocs-core agent (``start_and_wait``); start then wait
+        for an ocs agent.
+        """
+        if self._client.supports(START_AND_WAIT):
+            return self._wait_from(params, None)
         reply = self.start(**params)
         if reply.status != ResponseCode.OK:
             return reply

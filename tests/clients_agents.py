@@ -3,9 +3,10 @@
 ``DriverAgent`` (registered for subprocesses through ``OCS_CORE_AGENTS``, see
 :func:`subprocess_env`) has:
 
-* Task ``drive`` (``target``, ``delay``): starts ``delay_task`` on the FakeDataAgent
-  ``<address_root>.<target>`` with :class:`clients.client_t.TaskClient` over this agent's own
-  session, waits for it, and returns its result (the driven session lands in ``session.data``).
+* Task ``drive`` (``target``, ``delay``): runs ``delay_task`` on the FakeDataAgent
+  ``<address_root>.<target>`` with :meth:`clients.client_t.TaskClient.run` over this agent's own
+  session and returns its result (the driven session and the target's ``ocs_core.features``
+  land in ``session.data``).
 * Task ``many-msgs`` (``count``): adds ``count`` session messages.
 * Process ``slow proc``: runs until stopped.
 """
@@ -46,12 +47,13 @@ def main(args: list[str] | None = None) -> None:
         """
         from clients import client_t
 
-        other = client_t.TaskClient(agent, f"{root}.{params['target']}", "delay_task")
-        code, msg, _ = await other.start(delay=params["delay"])
+        address = f"{root}.{params['target']}"
+        other = client_t.TaskClient(agent, address, "delay_task")
+        code, msg, driven = await other.run(delay=params["delay"])
         if code != 0:
             return False, f"start failed: {msg}"
-        code, msg, driven = await other.wait()
-        session.data = {"driven": driven}
+        features = await client_t.agent_features(agent.session, address)
+        session.data = {"driven": driven, "features": features}
         return bool(driven.get("success")), f"delay_task on {params['target']}: {msg}"
 
     @param("count", default=7, type=int, min=0)

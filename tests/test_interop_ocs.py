@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+import clients_agents
 from clients.ocs_client import ERROR, OK, TIMEOUT, OCSClient
 from helpers_clients import start_agents
 
@@ -93,6 +94,35 @@ def test_our_client_runs_ocs_delay_task(client):
     done = client.delay_task.wait(10)
     assert done.status == OK and done.session["success"] is False
     assert any(m[1].startswith("Aborted after") for m in done.session["messages"])
+
+
+def test_task_call_falls_back_to_start_then_wait_for_an_ocs_agent(client):
+    calls = []
+    original = client._client.call
+    client._client.call = lambda procedure, *a, **kw: calls.append(a[0]) or original(procedure, *a, **kw)
+    reply = client.delay_task(delay=0.1)
+    assert reply.status == OK and reply.session["success"] is True
+    assert calls == ["ocs_core.features", "start", "wait"]
+    assert client._client.features() == {}
+    calls.clear()
+    assert client.delay_task(delay=0).status == OK
+    assert calls == ["start", "wait"]  # asked once per agent
+    bad = client.delay_task(delay="soon")
+    assert bad.status == ERROR and calls[-1] == "start"
+
+
+def test_client_t_run_falls_back_for_an_ocs_agent(router, ocs_faker):
+    driver = start_agents(router, [("DriverAgent", "interop-driver")],
+                          env=clients_agents.subprocess_env())[0]
+    try:
+        c = OCSClient("interop-driver", args=_site(router))
+        reply = c.drive(target=OCS_FAKER, delay=0.1)
+        c.close()
+    finally:
+        driver.terminate()
+    assert reply.status == OK and reply.session["success"] is True, reply
+    assert reply.session["data"]["driven"]["success"] is True
+    assert reply.session["data"]["features"] == {}
 
 
 def test_our_client_runs_ocs_acq_and_count(client):

@@ -131,6 +131,7 @@ def test_rejections_are_clear_and_change_nothing(obe):
     assert "config key 'utility' must be one of" in failed(c.newrun(utility="nope"))
     assert "unknown model 'nope'" in failed(c.newrun(model="nope"))
     assert "lolim, hilim and steps go together" in failed(c.newrun(lolim=1.0))
+    assert "3 lists" in failed(c.newrun(particles=[[3.0, 3.1]]))
     assert "below the minimum" in failed(c.goodset(pickiness=-1))
     assert "unexpected values" in failed(c.optset(foo=1))
     assert "no run with id 999" in failed(c.run_info(run_id=999))
@@ -290,7 +291,7 @@ def test_adaptive_scan_failing_instrument_leaves_run_intact(obe, instruments):
     assert "failed at step 3" in msg and "simulated instrument fault" in msg and "run is intact" in msg
     assert data(c.ready())["n_measurements"] == 2
     s = run_scan(c, instrument="no-such-inst", max_steps=3, sigma=100.0).session
-    assert s["success"] is False and "could not start it" in s["messages"][-2][1]
+    assert s["success"] is False and "could not run it" in s["messages"][-2][1]
     assert data(c.ready())["n_measurements"] == 2
     assert "give a stop rule" in failed(run_scan(c, instrument="sim-inst"))
     assert "not a parameter" in failed(run_scan(c, instrument="sim-inst", target_param="q",

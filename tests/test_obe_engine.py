@@ -223,10 +223,10 @@ def assert_unchanged(eng, snap):
     assert eng.rng.bit_generator.state == snap[2] and eng.n_measurements == snap[3]
 
 
-@pytest.mark.parametrize("n", [4, 5000])  # double and single precision exponentials
-def test_zero_likelihood_raises_and_leaves_posterior(n):
+@pytest.mark.parametrize("n,precision", [(4, "double"), (5000, "double"), (5000, "single")])
+def test_zero_likelihood_raises_and_leaves_posterior(n, precision):
     eng = OBEEngine(line, (np.array([0.0, 1.0]),), np.random.default_rng(0).normal(0, 1, (2, n)),
-                    (), seed=0)
+                    (), seed=0, likelihood_precision=precision)
     eng.update((1.0,), 0.5, 1.0)
     snap = snapshot(eng)
     with pytest.raises(ZeroLikelihoodError, match="every particle"):
@@ -260,7 +260,7 @@ def test_bad_input_rejected_before_change(args, match):
 
 def test_selection_returns_tuples_of_floats_on_two_axes():
     eng = OBEEngine(lambda s, p, c: p[0] * s[0] + p[1] * s[1], (np.arange(3), np.arange(4)),
-                    np.random.default_rng(1).normal(size=(2, 500)), (), seed=2)
+                    np.random.default_rng(1).normal(size=(2, 500)), (), seed=2, n_draws=30)
     assert eng.settings_grid.shape == (2, 12)
     for choose in (eng.optimal_setting, eng.good_setting, eng.random_setting, eng.next_setting):
         x = choose()
@@ -319,6 +319,28 @@ def test_single_precision_likelihood_matches_double():
         b.update((x,), y, 0.5)
     np.testing.assert_allclose(b.weights, a.weights, rtol=1e-6, atol=1e-12)
     np.testing.assert_allclose(b.mean(), a.mean(), rtol=1e-6)
+
+
+def test_default_likelihood_is_exact_to_1e_12_on_the_normalised_weights():
+    """20 updates of 20,000 particles against the product of likelihoods in extended precision."""
+    eng = OBEEngine.from_config({"model": "lorentzian", "settings": {"start": 1.5, "stop": 4.5, "num": 50},
+                                 "n_particles": 20000, "noise_std": 500.0, "seed": 3,
+                                 "resample_threshold": 0.0})
+    assert eng.likelihood_precision == "double"
+    eng.auto_resample = False
+    rng = np.random.default_rng(3)
+    log_lik = np.zeros(eng.n_particles, dtype=np.longdouble)
+    for _ in range(20):
+        x = (float(rng.uniform(1.5, 4.5)),)
+        y = float(lorentzian(x, (2.7777, -1000.0, 50300.0), (0.1,))) + 500.0 * rng.standard_normal()
+        f = np.asarray(lorentzian(x, tuple(eng.particles), (0.1,))).astype(np.longdouble)
+        log_lik += -((f - y) / np.longdouble(500.0)) ** 2 / 2
+        eng.update(x, y, 500.0)
+    exact = np.exp(log_lik - log_lik.max())
+    exact /= exact.sum()
+    keep = exact > 1e-250
+    rel = np.abs(eng.weights[keep] - exact[keep]) / exact[keep]
+    assert rel.max() < 1e-12, rel.max()
 
 
 def test_single_precision_utility_ranks_like_double():
@@ -404,3 +426,77 @@ def test_nan_model_values_neither_crash_nor_win():
         assert eng.optimal_setting() == (4.0,)
         with pytest.raises(ZeroLikelihoodError):
             eng.update((-1.0,), 0.0, 1.0)  # every particle predicts NaN
+
+
+# -- replacing the cloud, forced and automatic resampling -------------------------------------
+
+def test_set_particles_with_weights_replaces_the_cloud():
+    eng = small_engine()
+    eng.update((1.0,), 1.5, 1.0)
+    n_before, state = eng.n_measurements, eng.rng.bit_generator.state
+    eng.set_particles(([0.0, 1.0, 2.0], [1.0, 1.0, 1.0]), weights=[1.0, 1.0, 2.0])
+    assert eng.n_particles == 3 and eng.n_measurements == n_before
+    np.testing.assert_allclose(eng.weights, [0.25, 0.25, 0.5], rtol=RTOL)
+    np.testing.assert_allclose(eng.mean(), [1.25, 1.0], rtol=RTOL)
+    assert eng.rng.bit_generator.state == state
+    eng.update((1.0,), 1.0, 1.0)  # buffers follow the new size
+    eng.set_particles(np.array([[0.0, 2.0], [0.0, 0.0]]))
+    np.testing.assert_allclose(eng.weights, [0.5, 0.5], rtol=RTOL)
+    snap = snapshot(eng)
+    for bad, match in ((([0.0, 1.0],), "2 rows"), (([0.0, np.nan], [0.0, 0.0]), "non-finite"),
+                       (([0.0, 1.0], [0.0, 0.0], [1.0, -1.0]), "weights")):
+        particles, weights = (bad, None) if len(bad) < 3 else (bad[:2], bad[2])
+        with pytest.raises(ValueError, match=match):
+            eng.set_particles(particles, weights)
+    assert_unchanged(eng, snap)
+
+
+def test_more_draws_where_they_are_cheap():
+    from agents.obe.engine.obe_engine import auto_draws
+    assert auto_draws(200) == 100 and auto_draws(2000) == 30 and auto_draws(400) == 50
+    assert auto_draws(100, 2) == 100 and auto_draws(5) == 100
+    eng = OBEEngine.from_config({"model": "lorentzian", "settings": {"start": 1.5, "stop": 4.5, "num": 200},
+                                 "n_particles": 100, "seed": 1})
+    assert eng.n_draws == 100
+    assert OBEEngine.from_config({**eng.config, "n_draws": 30}).n_draws == 30
+
+
+def test_forced_resample_and_auto_resampling_off_and_on():
+    eng = OBEEngine(line, (np.array([0.0, 1.0, 2.0]),), np.random.default_rng(4).normal(0, 1, (2, 2000)),
+                    (), seed=4)
+    eng.auto_resample = False
+    for _ in range(6):
+        assert eng.update((2.0,), 0.3, 0.05) is False
+    assert eng.effective_sample_size < 0.1 * eng.n_particles and eng.posterior.n_resamples == 0
+    mean = eng.mean()
+    eng.resample()
+    assert eng.posterior.n_resamples == 1
+    np.testing.assert_allclose(eng.weights, np.full(2000, 1 / 2000))
+    np.testing.assert_allclose(eng.mean(), mean, atol=0.05)
+    eng.auto_resample = True
+    resampled = [eng.update((0.0,), 0.0, 0.02) for _ in range(4)]
+    assert any(resampled) and eng.posterior.n_resamples > 1
+
+
+def test_explicit_particles_in_the_configuration():
+    rng = np.random.default_rng(8)
+    rows = [rng.uniform(2, 4, 500).tolist(), rng.uniform(-2000, -400, 500).tolist(),
+            rng.normal(50000, 1000, 500).tolist()]
+    base = {"model": "lorentzian", "settings": [2.0, 3.0], "seed": 1}
+    eng = OBEEngine.from_config({**base, "particles": rows, "weights": [2.0] * 250 + [1.0] * 250})
+    assert eng.n_particles == 500
+    np.testing.assert_array_equal(eng.particles, np.array(rows))
+    np.testing.assert_allclose(eng.weights[:2], [2 / 750, 2 / 750], rtol=RTOL)
+    named = OBEEngine.from_config({**base, "particles": dict(zip(("x0", "a", "b"), rows))})
+    np.testing.assert_array_equal(named.particles, eng.particles)
+    for change, match in (({"particles": rows[:2]}, "3 lists"),
+                          ({"particles": [rows[0], rows[1], rows[2][:-1]]}, "expected 500"),
+                          ({"particles": [rows[0], rows[1], ["x"] * 500]}, "numbers only"),
+                          ({"particles": rows, "priors": {}}, "not both"),
+                          ({"particles": rows, "n_particles": 10}, "n_particles"),
+                          ({"particles": rows, "weights": [1.0]}, "expected 500"),
+                          ({"particles": rows, "weights": [-1.0] * 500}, "non-negative"),
+                          ({"weights": [1.0]}, "goes with 'particles'"),
+                          ({"particles": {"x0": rows[0]}}, "missing")):
+        with pytest.raises(ValueError, match=match):
+            OBEEngine.from_config({**base, **change})

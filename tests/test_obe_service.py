@@ -228,6 +228,9 @@ class FakeInstrument:
             return defer.succeed([0, "done", _session(success=False, last="broken")])
         return defer.succeed([0, "done", _session(data={"value": y_at(self.calls[-1]["x"])})])
 
+    def run(self, params, timeout=None):
+        return self.start(params).addCallback(lambda _: self.wait(timeout))
+
 
 def _run(plan, svc, client, stop_after=None):
     progress = []
@@ -279,3 +282,20 @@ def test_the_repository_run_config_and_site_entry_are_valid():
     site = yaml.safe_load((root / "site-config.yaml").read_text())
     obe = [i for i in site["hosts"]["localhost"]["agent-instances"] if i["instance-id"] == "obe-1"]
     assert obe and obe[0]["agent-class"] == "OBEAgent" and "obe-run.yaml" in obe[0]["arguments"]
+
+
+def test_classic_newrun_with_explicit_particles(store):
+    svc = OBEService(store, default_config=BASE)
+    dispatcher = LegacyDispatcher(svc)
+    rows = [[2.5, 3.0, 3.5], [-1000.0] * 3, [50000.0] * 3]
+    reply = dispatcher.handle({"command": "newrun", "particles": rows, "weights": [1, 1, 2]})
+    assert reply.value == "OK"
+    assert svc.getpar() == rows and svc.getwgt() == [0.25, 0.25, 0.5]
+    assert svc.summary()["n_particles"] == 3
+    bad = dispatcher.handle({"command": "newrun", "particles": rows[:2]})
+    assert "newrun" in bad.value["error"] and "3 lists" in bad.value["error"]
+    assert svc.getpar() == rows  # the run stays
+    # restored exactly from the stored configuration
+    again = OBEService(store)
+    again.restore()
+    assert again.getpar() == rows and again.getwgt() == [0.25, 0.25, 0.5]

@@ -204,3 +204,11 @@ def test_kill_9_loses_nothing_committed(tmp_path):
         assert store.append_measurements(run, [([0.0], 0.0, 1.0)]) == len(ms)
     finally:
         store.close()
+
+
+def test_wal_and_synchronous_normal_by_default_full_as_an_option(tmp_path):
+    with RunStore(tmp_path / "a.sqlite") as store:
+        assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    with RunStore(tmp_path / "b.sqlite", durable=True) as store:
+        assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL

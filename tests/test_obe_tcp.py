@@ -517,3 +517,53 @@ def test_tcp_layer_logs_backend_failure_once_through_twisted_logger():
     failures = [e for e in events if "log_failure" in e]
     assert len(failures) == 1 and failures[0]["command"] == "newdat"
     assert "simulated engine bug" in failures[0]["log_failure"].getTraceback()
+
+
+# -- cheap commands without a thread hop -------------------------------------------------------
+
+class RecordingRunner:
+    def __init__(self):
+        self.commands = []
+
+    def __call__(self, work):
+        self.commands.append(work)
+        return defer.maybeDeferred(work)
+
+
+def test_cheap_commands_answered_inline_when_the_lock_is_free(tmp_path):
+    from agents.obe.run_store import RunStore
+    from agents.obe.service import OBEService
+
+    service = OBEService(RunStore(":memory:"))
+    runner = RecordingRunner()
+    proto, tr = connect(LegacyOBEFactory(service, runner=runner))
+    proto.dataReceived(encode({"command": "getmean"}))  # no run yet: the error, inline
+    assert "no run exists yet" in replies(tr)[0]["error"] and runner.commands == []
+    service.start_run({"model": "lorentzian", "settings": {"start": 1.5, "stop": 4.5, "num": 50},
+                       "n_particles": 500, "noise_std": 100.0, "seed": 1})
+    tr.clear()
+    for command in ("getmean", "getstd", "getcov", "getcon", "getset"):
+        proto.dataReceived(encode({"command": command}))
+    assert runner.commands == []
+    got = replies(tr)
+    assert got[0] == service.getmean() and got[2] == service.getcov() and len(got[4][0]) == 50
+    # big replies and the mathematics go to the thread
+    tr.clear()
+    for command in ("getpar", "optset", "newdat"):
+        proto.dataReceived(encode({"command": command, "x": [2.0], "y": 50000.0, "s": 100.0}))
+    assert len(runner.commands) == 3 and len(replies(tr)) == 3
+    # a held lock (a worker thread busy with the posterior): the cheap command waits in the thread
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with service._lock:
+            held.set()
+            release.wait(10)
+    worker = threading.Thread(target=hold)
+    worker.start()
+    held.wait(10)
+    tr.clear()
+    proto.dataReceived(encode({"command": "getmean"}))
+    release.set()
+    worker.join(10)
+    assert len(runner.commands) == 4 and replies(tr) == [service.getmean()]

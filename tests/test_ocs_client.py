@@ -118,6 +118,35 @@ def test_task_call_is_start_then_wait(client):
                               "the op's own session is unchanged)")
 
 
+def test_task_call_is_one_request_to_an_ocs_core_agent(router, agents):
+    c = OCSClient(FAKER, args=_site(router))
+    calls = []
+    original = c._client.call
+    c._client.call = lambda procedure, *a, **kw: calls.append((procedure, a[0])) or original(
+        procedure, *a, **kw)
+    try:
+        _settle(c.delay_task)
+        calls.clear()
+        for _ in range(3):
+            reply = c.delay_task(delay=0)
+            assert reply.status == OK and reply.session["success"] is True
+        ops = f"{c.agent_address}.ops"
+        # the features are asked once; then one request per Task call
+        assert calls == [(c.agent_address, "ocs_core.features")] + [(ops, "start_and_wait")] * 3
+        assert c._client.features() == {"ops_actions": ["start_and_wait"]}
+        # the combined call makes every check start makes
+        bad = c.delay_task(delay=-1)
+        assert bad.status == ERROR and "delay" in bad.msg and bad.session == {}
+        assert calls[-1] == (ops, "start_and_wait")
+        assert c.delay_task.start(delay=5).status == OK
+        busy = c.delay_task(delay=0)
+        assert busy.status == ERROR and busy.msg == 'Operation "delay_task" already in progress.'
+        c.delay_task.abort()
+        c.delay_task.wait(10)
+    finally:
+        c.close()
+
+
 def test_param_errors_and_unknown_op(client, router):
     bad = client.delay_task.start(delay="soon")
     assert bad.status == ERROR and "delay" in bad.msg and bad.session == {}
@@ -163,7 +192,8 @@ def test_long_wait_is_split_into_short_requests(router, agents):
         calls.clear()
         reply = c.delay_task(delay=1.6)
         assert reply.status == OK and reply.session["success"] is True
-        waits = [t for action, t in calls if action == "wait"]
+        assert [a for a, _ in calls[:2]] == ["ocs_core.features", "start_and_wait"]
+        waits = [t for action, t in calls if action in ("wait", "start_and_wait")]
         assert len(waits) >= 3 and all(t is not None and t <= 0.5 for t in waits)
     finally:
         c.close()
@@ -248,6 +278,7 @@ def test_agent_drives_another_agent_with_client_t(router, agents):
         assert reply.session["success"] is True, reply
         driven = reply.session["data"]["driven"]
         assert driven["op_name"] == "delay_task" and driven["success"] is True
+        assert reply.session["data"]["features"]["ops_actions"] == ["start_and_wait"]
         assert driven["data"]["requested_delay"] == 0.3
         failed = c.drive(target="no-such-agent")
         assert failed.session["success"] is False

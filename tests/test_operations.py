@@ -151,6 +151,28 @@ def test_abort_without_aborter_is_an_error(o):
     assert sess["success"] is True
 
 
+@pytest_twisted.inlineCallbacks
+def test_start_and_wait_is_start_then_wait_in_one_request(o):
+    code, msg, sess = yield defer.maybeDeferred(o.ops.dispatch, "start_and_wait", "quick", {"x": 4}, 5)
+    assert (code, msg) == (OK, 'Operation "quick" is currently not running (SUCCEEDED).')
+    assert sess["data"]["x"] == 4 and sess["status"] == "done"
+    # a refused start is start's own reply, and nothing runs
+    assert o.ops.dispatch("start_and_wait", "quick", {"x": 11}) == [
+        ERROR, "Param 'x'=11 is above the maximum (10)", {}]
+    assert o.ops.dispatch("start_and_wait", "nope") == [ERROR, 'No task or process called "nope"', {}]
+    assert o.ops["quick"].session.session_id == sess["session_id"]
+    # a bad timeout is refused before the op starts
+    code, msg, _ = o.ops.dispatch("start_and_wait", "slow", [], "soon")
+    assert code == ERROR and "wait timeout must be a number" in msg and o.ops["slow"].session is None
+    code, msg, sess = yield defer.maybeDeferred(o.ops.dispatch, "start_and_wait", "slow", [], 0.05)
+    assert (code, msg) == (TIMEOUT, 'Operation "slow" still running; wait timed out.')
+    again = o.ops.dispatch("start_and_wait", "slow", [], 1)
+    assert again[:2] == [ERROR, 'Operation "slow" already in progress.']
+    o.ops.dispatch("abort", "slow")
+    _, _, sess = yield defer.maybeDeferred(o.ops.dispatch, "wait", "slow", None, 5)
+    assert sess["success"] is False
+
+
 def test_op_info(o):
     assert o.ops["slow"].op_info() == {"blocking": False, "abortable": True, "docstring": None,
                                       "op_type": "task", "min_privs": 1}

@@ -107,6 +107,8 @@ class OBEAgent:
     @param("model", default=None, type=str)
     @param("settings", default=None)
     @param("priors", default=None, type=dict)
+    @param("particles", default=None)
+    @param("weights", default=None, type=list)
     @param("constants", default=None)
     @param("n_particles", default=None, type=int, min=1)
     @param("n_draws", default=None, type=int, min=2)
@@ -135,7 +137,8 @@ class OBEAgent:
 
         Parameters are the run configuration keys (see docs/obe-agent.md): model, settings
         (list, {start, stop, num} or a list of those), priors ({name: {"uniform": [lo, hi]}}),
-        constants, n_particles, n_draws, utility, selection, pickiness, noise_std, seed, ...
+        particles and weights (explicit prior samples instead of priors), constants,
+        n_particles, n_draws, utility, selection, pickiness, noise_std, seed, ...
         Omitted keys come from the agent's --run-config; lolim/hilim/steps set its single axis.
 
         session.data: ``{"run_id", "config", "parameters", "setting_names", "constants",

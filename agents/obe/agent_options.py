@@ -29,9 +29,10 @@ def make_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argum
     g.add_argument("--no-tcp", action="store_true", help="do not start serve_tcp at startup")
     g.add_argument("--db", default=None, metavar="PATH",
                    help="SQLite file of runs (default ./<instance-id>.obe.sqlite3; ':memory:' keeps nothing)")
-    g.add_argument("--sync", choices=["full", "normal"], default="full",
-                   help="SQLite durability: full (fsync each measurement: survives power loss) or "
-                        "normal (survives a killed agent, not a power cut); default full")
+    g.add_argument("--sync", choices=["full", "normal"], default="normal",
+                   help="SQLite durability: normal (WAL, no fsync per measurement: survives a "
+                        "killed agent, not a power cut) or full (fsync each measurement: survives "
+                        "power loss); default normal")
     g.add_argument("--run-config", default=None, metavar="PATH",
                    help="default run configuration (YAML/JSON) for newrun without a full configuration")
     g.add_argument("--newrun-handler", default=None, metavar="MODULE:FUNCTION",

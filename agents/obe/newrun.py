@@ -13,6 +13,8 @@ The default handler (:func:`default_newrun_handler`):
 * merges the remaining keys over the site's default run configuration (``--run-config``): a key
   given in the request replaces the same key of the default (a shallow merge), and a request that
   names a different ``model`` does not inherit the default at all;
+* explicit prior samples (``particles``, optionally ``weights``: see
+  :mod:`agents.obe.engine.from_config`) replace the default's ``priors`` and ``n_particles``;
 * a bare ``{"command": "newrun"}`` restarts the default configuration (a fresh prior).
 """
 from __future__ import annotations
@@ -69,6 +71,9 @@ def default_newrun_handler(message: Mapping[str, Any], default_config: Mapping[s
     base = dict(default_config or {})
     if "model" in msg and base.get("model") != msg["model"]:
         base = {}
+    if "particles" in msg:  # explicit prior samples replace the default's prior
+        for key in ("priors", "n_particles", "weights"):
+            base.pop(key, None)
     config = {**base, **msg}
     if axis is not None:
         config["settings"] = axis

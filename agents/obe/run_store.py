@@ -10,9 +10,11 @@ One database file per agent instance (standard-library :mod:`sqlite3`, WAL journ
   holds the named numpy arrays written one after another with ``np.save(allow_pickle=False)``
   and read back with ``np.load(allow_pickle=False)``: no pickle ever touches this file.
 
-Durability: every write method commits before it returns. With ``durable=True`` (the default)
-``synchronous=FULL`` also survives power loss; ``durable=False`` (``NORMAL``) still survives a
-killed process.
+Durability: every write method commits before it returns. The default, ``durable=False``
+(WAL with ``synchronous=NORMAL``: no fsync per commit), survives a killed process (kill -9 loses
+no committed measurement: the WAL is in the operating system's page cache); a power cut or an OS
+crash may lose the last commits. ``durable=True`` (``synchronous=FULL``, an fsync per commit)
+also survives power loss; its cost per measurement is in docs/benchmarks.md.
 
 Thread-safety: one connection opened with ``check_same_thread=False``; every public method holds
 one ``threading.Lock`` for its whole transaction, so a store may be shared by the reactor thread
@@ -115,11 +117,12 @@ class RunStore:
 
     Args:
         path: the database file (created if missing), or ``":memory:"`` for tests.
-        durable: ``synchronous=FULL`` if True (default), else ``NORMAL``.
+        durable: ``synchronous=FULL`` (survives power loss) if True, else ``NORMAL`` (default:
+            survives a killed process, no fsync per measurement).
         keep_snapshots: newest snapshots kept per run (older ones are deleted); None keeps all.
     """
 
-    def __init__(self, path: str | Path, *, durable: bool = True, keep_snapshots: int | None = 3) -> None:
+    def __init__(self, path: str | Path, *, durable: bool = False, keep_snapshots: int | None = 3) -> None:
         if keep_snapshots is not None and keep_snapshots < 1:
             raise ValueError(f"keep_snapshots must be >= 1 or None, got {keep_snapshots!r}")
         self.path = str(path)

@@ -1,7 +1,8 @@
 """adaptive_scan: the OBE agent drives an instrument agent's measure Task, one setting at a time.
 
 The loop (optset or goodset -> instrument ``measure`` Task -> newdat) runs in the reactor; every
-engine call goes to a worker thread through ``run_in_thread``. The parsing of the instrument's
+engine call goes to a worker thread through ``run_in_thread``, one hop per step (newdat, then
+the next setting in the same call). The parsing of the instrument's
 reply and the stop rule are pure functions, tested without a network.
 """
 from __future__ import annotations
@@ -115,26 +116,34 @@ async def run_scan(plan: ScanPlan, service: Any, client: Any,
     """
     steps, result = 0, None
     run_id = service.run_id
+    if plan.selection == "good":
+        def choose() -> list[float]:
+            return service.goodset(plan.pickiness)
+    else:
+        choose = service.optset
+
+    def apply_and_choose(setting: list[float], value: Any, sigma: Any, done: int) -> tuple[dict, Any]:
+        # one worker-thread hop per step: the measurement, then the next setting unless the
+        # scan ends here
+        applied = service.newdat(setting, value, sigma)
+        more = not stopping() and plan.stop_reason(done, applied) is None
+        return applied, choose() if more else None
+
+    setting = None
     while True:
         reason = "stopped on request" if stopping() else plan.stop_reason(steps, result)
         if reason is not None:
             n = result["n_measurements"] if result else "no new"
             return True, f"adaptive_scan: {reason} after {steps} step(s); run has {n} measurements"
-        if plan.selection == "good":
-            setting = await run_in_thread(service.goodset, plan.pickiness)
-        else:
-            setting = await run_in_thread(service.optset)
+        if setting is None:
+            setting = await run_in_thread(choose)
         try:
             try:
-                reply = await client.start(measure_params(plan, setting))
+                reply = await client.run(measure_params(plan, setting), timeout=plan.measure_timeout)
             except Exception as exc:  # noqa: BLE001 - WAMP errors: no such agent, router away
-                raise ScanError(f"could not start it: {getattr(exc, 'error', None) or exc}") from None
-            if reply[0] != OK:
+                raise ScanError(f"could not run it: {getattr(exc, 'error', None) or exc}") from None
+            if reply[0] != OK and reply[0] != TIMEOUT:
                 raise ScanError(f"start refused: {reply[1]}")
-            try:
-                reply = await client.wait(timeout=plan.measure_timeout)
-            except Exception as exc:  # noqa: BLE001
-                raise ScanError(f"waiting failed: {getattr(exc, 'error', None) or exc}") from None
             value, sigma = parse_measurement(plan, reply)
         except ScanError as exc:
             return False, (f"adaptive_scan: {plan.instrument} {plan.task} failed at step {steps + 1} "
@@ -142,15 +151,16 @@ async def run_scan(plan: ScanPlan, service: Any, client: Any,
         if service.run_id != run_id:
             return False, (f"adaptive_scan: run {run_id} was replaced by run {service.run_id} during "
                            f"step {steps + 1}; the scan ends (the measurement was not applied)")
+        measured = setting
         try:
-            result = await run_in_thread(service.newdat, setting, value, sigma)
+            result, setting = await run_in_thread(apply_and_choose, measured, value, sigma, steps + 1)
         except ValueError as exc:
             return False, f"adaptive_scan: measurement at step {steps + 1} refused: {exc}"
         steps += 1
         names = result["parameters"]
         publish({"instrument": plan.instrument, "run_id": result["run_id"], "step": steps,
                  "max_steps": plan.max_steps, "n_measurements": result["n_measurements"],
-                 "last_setting": setting, "last_value": value, "last_sigma": sigma,
+                 "last_setting": measured, "last_value": value, "last_sigma": sigma,
                  "mean": dict(zip(names, result["mean"])), "std": dict(zip(names, result["std"])),
                  "target": None if plan.target_param is None else
                  {"param": plan.target_param, "std": plan.target_std}})

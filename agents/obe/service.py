@@ -32,6 +32,12 @@ __all__ = ["OBEService", "NoRunError", "DEFAULT_SNAPSHOT_EVERY", "DEFAULT_MAX_IT
 DEFAULT_SNAPSHOT_EVERY = 50
 DEFAULT_MAX_ITEMS = 10_000
 MAX_BATCH = 10_000
+#: Cheap enough to answer in the caller's (the reactor's) thread when the lock is free:
+#: statistics up to this many particle values (N x P), value lists up to INLINE_MAX_VALUES.
+INLINE_MAX_STAT_VALUES = 60_000
+INLINE_MAX_VALUES = 1_000
+_STATISTICS = ("getmean", "getstd", "getcov")
+_LISTS = {"getset": "settings_grid", "getpar": "particles", "getwgt": "weights"}
 
 _log = logging.getLogger(__name__)
 
@@ -121,6 +127,21 @@ class OBEService:
 
     def has_run(self) -> bool:
         return self.engine is not None
+
+    def inline_lock(self, command: str) -> threading.RLock | None:
+        """The lock to try (non-blocking) for answering the classic ``command`` in the calling
+        thread, if it is cheap for the current posterior; None: run it in a worker thread."""
+        engine = self.engine
+        if engine is None or command == "getcon":
+            return self._lock
+        if command in _STATISTICS:
+            size = engine.n_particles * len(engine.parameter_names)
+            return self._lock if size <= INLINE_MAX_STAT_VALUES else None
+        if command in _LISTS:
+            size = engine.n_settings * engine.n_knobs if command == "getset" else \
+                engine.n_particles * (len(engine.parameter_names) if command == "getpar" else 1)
+            return self._lock if size <= INLINE_MAX_VALUES else None
+        return None
 
     def _require(self) -> OBEEngine:
         engine = self.engine

@@ -30,12 +30,17 @@ from ocs_core.runtime.agent_config import AgentConfig
 from ocs_core.runtime.backoff import BackoffPolicy
 from ocs_core.runtime.feeds import Feed, FeedError
 from ocs_core.runtime.logs import start_logging
+from ocs_core.runtime.codes import FEATURES_QUERY, START_AND_WAIT
 from ocs_core.runtime.operations import OpFunc, Operation, Operations
 from ocs_core.runtime.session import OpSession
 
 log = Logger(namespace="ocs_core.runtime.agent")
 
 RUNTIME_ERROR = "wamp.error.runtime_error"
+
+#: The answer to the management query ``ocs_core.features`` (ocs 0.12 agents answer null): what
+#: an ocs-core agent serves beyond ocs's protocol. ``ops_actions``: extra actions of ``.ops``.
+FEATURES: dict[str, Any] = {"ops_actions": [START_AND_WAIT]}
 
 
 class _Session(ApplicationSession):
@@ -295,6 +300,8 @@ class OCSAgent:
             return self._feed_list()
         if q == "get_agent_class":
             return self.agent_class
+        if q == FEATURES_QUERY:
+            return FEATURES
         return None
 
     def get_api(self) -> dict[str, Any]:
@@ -322,7 +329,8 @@ class OCSAgent:
                                    "ops calls take action, op_name, params, timeout, password")
         if not isinstance(action, str) or not isinstance(op_name, str):
             raise ApplicationError(RUNTIME_ERROR, "ops calls need two string arguments: action "
-                                   f"(start, status, wait, stop, abort) and op_name; got {action!r}, {op_name!r}")
+                                   f"(start, status, wait, stop, abort, {START_AND_WAIT}) and "
+                                   f"op_name; got {action!r}, {op_name!r}")
         return self.operations.dispatch(action, op_name, params, timeout)
 
     # -- feeds over the wire ----------------------------------------------------------------

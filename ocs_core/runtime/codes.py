@@ -26,3 +26,11 @@ class OpCode(IntEnum):
 OK = ResponseCode.OK
 ERROR = ResponseCode.ERROR
 TIMEOUT = ResponseCode.TIMEOUT
+
+#: The combined ``.ops`` action of ocs-core agents: ``start`` (with all its checks) then ``wait``,
+#: in one call. ocs 0.12 agents do not serve it: clients first ask the agent's management
+#: procedure ``ocs_core.features`` (ocs agents answer null) whether ``ops_actions`` lists it.
+START_AND_WAIT = "start_and_wait"
+
+#: The management query that tells an ocs-core agent from an ocs one.
+FEATURES_QUERY = "ocs_core.features"

@@ -16,7 +16,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ocs_core.runtime.codes import ERROR, OK, TIMEOUT, OpCode
+from ocs_core.runtime.codes import ERROR, OK, START_AND_WAIT, TIMEOUT, OpCode
 from ocs_core.runtime.params import ParamError, ParamSpec, declared_params, validate_params
 from ocs_core.runtime.session import OpSession, no_history
 
@@ -134,6 +134,8 @@ class Operations:
             return self.wait(op_name, timeout)
         if action in ("stop", "abort"):
             return self.stop(action, op_name, params)
+        if action == START_AND_WAIT:
+            return self.start_and_wait(op_name, params, timeout)
         return _reply(ERROR, f'No implementation for "{op_name}"')
 
     def start(self, op_name: str, params: Any = None) -> Reply:
@@ -150,6 +152,23 @@ class Operations:
             return _reply(ERROR, f"CRASH: during param pre-processing: {exc}")
         session = self._launch(op, params)
         return _reply(OK, f'Started {op.kind} "{op_name}".', session)
+
+    def start_and_wait(self, op_name: str, params: Any = None,
+                       timeout: float | None = None) -> Reply | defer.Deferred:
+        """``start`` then ``wait`` in one request: start's reply if it refused, else wait's.
+
+        Every check of :meth:`start` applies (unknown op, already running, params); a bad
+        ``timeout`` is refused before anything starts.
+        """
+        if timeout is not None:
+            try:
+                timeout = float(timeout)
+            except (TypeError, ValueError):
+                return _reply(ERROR, f"wait timeout must be a number of seconds or null, not {timeout!r}")
+        reply = self.start(op_name, params)
+        if reply[0] != OK:
+            return reply
+        return self.wait(op_name, timeout)
 
     def status(self, op_name: str) -> Reply:
         op = self._ops.get(op_name)

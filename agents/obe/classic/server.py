@@ -4,6 +4,11 @@ Bytes go through :class:`~ocs_core.framing.length_prefixed.FrameParser`; request
 :class:`~agents.obe.classic.commands.LegacyDispatcher`; backend calls run through ``runner``
 (default: :func:`twisted.internet.threads.deferToThread`) so numpy never blocks the reactor.
 
+Cheap commands (``ready``, ``done``, errors, and the getters a backend's optional
+``inline_lock(command)`` names, e.g. ``getmean`` on a small posterior) are answered in the
+reactor thread when that lock is free (a non-blocking acquire); otherwise, and for everything
+else, the call goes to ``runner``.
+
 Per connection:
 
 * requests are served strictly in order, one backend call at a time, so replies keep the order of
@@ -163,8 +168,10 @@ class LegacyOBEProtocol(protocol.Protocol):
         if isinstance(prepared, Reply):
             self._finish(prepared, _encode_reply(prepared))
             return
-        self._busy = True
         call: BackendCall = prepared
+        if self._answered_inline(call):
+            return
+        self._busy = True
 
         def work() -> tuple[Reply, bytes]:
             reply = call.run()
@@ -174,6 +181,20 @@ class LegacyOBEProtocol(protocol.Protocol):
         d.addCallback(lambda result: self._finish(*result))
         d.addErrback(self._runner_failed, call.command)
         d.addBoth(self._idle)
+
+    def _answered_inline(self, call: BackendCall) -> bool:
+        """Answer a cheap command here, without a thread hop, if the backend's lock is free."""
+        inline_lock = getattr(self.dispatcher.backend, "inline_lock", None)
+        lock = inline_lock(call.command) if inline_lock is not None else None
+        if lock is None or not lock.acquire(blocking=False):
+            return False
+        try:
+            reply = call.run()
+            data = _encode_reply(reply)
+        finally:
+            lock.release()
+        self._finish(reply, data)
+        return True
 
     def _runner_failed(self, failure: Any, command: str) -> None:
         self.log.failure("running {command!r} failed", failure, command=command)

@@ -13,9 +13,13 @@ Configuration keys (only ``model`` is required)::
     priors               {parameter name: {"uniform": [lo, hi]} | {"normal": [mu, sd]} |
                          {"loguniform": [lo, hi]} | {"fixed": value}}; missing names take the
                          model's default prior
+    particles            explicit prior samples instead of priors: one list of N numbers per
+                         parameter, as a list in the model's order or {name: list}; then
+                         n_particles is N (n_particles, if given, must equal it)
+    weights              with particles: N non-negative numbers (normalised), default uniform
     constants            list of numbers in the model's order, or {name: value}
     n_particles          int, default 10000, at most MAX_PARTICLES
-    n_draws              int, default 30, 2..MAX_DRAWS
+    n_draws              int 2..MAX_DRAWS, or null (default): more draws where cheap (OBEEngine)
     utility              "variance_approx" | "pseudo_utility" | "max_min" | "full_kld"
     selection            "optimal" | "good" | "random"
     pickiness            number in [0, 1000], default 15
@@ -28,7 +32,7 @@ Configuration keys (only ``model`` is required)::
     resampler            "systematic" | "residual" | "multinomial"
     cost                 positive number, or a list with one value per grid setting
     seed                 int >= 0, or null for a fresh one (recorded in engine.config["seed"])
-    likelihood_precision "auto" | "double" | "single" (see OBEEngine)
+    likelihood_precision "double" (default) | "single" | "auto" (see OBEEngine)
     utility_precision    "double" | "single" (see OBEEngine)
 """
 from __future__ import annotations
@@ -51,7 +55,7 @@ MAX_DRAWS = 1000
 MAX_WORK = 20_000_000  # n_particles * n_params, and n_draws * settings * channels
 MAX_SEED = 2 ** 63
 
-_KEYS = ("model", "settings", "priors", "constants", "n_particles", "n_draws", "utility",
+_KEYS = ("model", "settings", "priors", "particles", "weights", "constants", "n_particles", "n_draws", "utility",
          "selection", "pickiness", "noise_std", "default_noise_std", "noise_parameter", "choke",
          "a_param", "resample_threshold", "scale", "resampler", "cost", "seed",
          "likelihood_precision", "utility_precision")
@@ -144,11 +148,62 @@ def _constants(cfg: Mapping, names: tuple[str, ...], defaults: tuple[float, ...]
     return tuple(float(v) for v in vals)
 
 
+def _numbers(value: Any, where: str, n: int | None) -> np.ndarray:
+    """A list of finite numbers (of length ``n`` if given) as a float array."""
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError(f"{where} must be a non-empty list of numbers, got {type(value).__name__}")
+    if len(value) > MAX_PARTICLES:
+        raise ValueError(f"{where} has {len(value)} values, limit {MAX_PARTICLES}")
+    if n is not None and len(value) != n:
+        raise ValueError(f"{where} has {len(value)} values; expected {n} (one per particle)")
+    if not all(_is_num(v) for v in value):
+        bad = next(v for v in value if not _is_num(v))
+        raise ValueError(f"{where} must contain numbers only, got {bad!r}")
+    arr = np.array(value, dtype=float)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{where} must contain finite numbers only")
+    return arr
+
+
+def _explicit_particles(cfg: Mapping, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray | None]:
+    """The ``particles`` key as a ``(P, N)`` array, and the ``weights`` key (or None)."""
+    if "priors" in cfg:
+        raise ValueError("give config key 'priors' or 'particles', not both")
+    rows = cfg["particles"]
+    if isinstance(rows, Mapping):
+        missing = [n for n in names if n not in rows]
+        extra = [k for k in rows if k not in names]
+        if missing or extra:
+            raise ValueError(f"config key 'particles' must have one list per parameter {list(names)}; "
+                             f"missing {missing}, unknown {extra}")
+        rows = [rows[n] for n in names]
+    elif not isinstance(rows, (list, tuple)) or len(rows) != len(names):
+        raise ValueError(f"config key 'particles' must be {len(names)} lists (one per parameter "
+                         f"{list(names)}) or an object of them")
+    n = len(rows[0]) if isinstance(rows[0], (list, tuple)) else None
+    if n is not None and n * len(names) > MAX_WORK:
+        raise ValueError(f"config key 'particles': {n} particles x {len(names)} parameters exceeds "
+                         f"the limit {MAX_WORK}")
+    x = np.stack([_numbers(r, f"config key 'particles' ({name})", n) for r, name in zip(rows, names)])
+    if "n_particles" in cfg and cfg["n_particles"] != x.shape[1]:
+        raise ValueError(f"config key 'n_particles' is {cfg['n_particles']!r} but 'particles' has "
+                         f"{x.shape[1]} per parameter")
+    w = cfg.get("weights")
+    if w is None:
+        return x, None
+    w = _numbers(w, "config key 'weights'", x.shape[1])
+    if np.any(w < 0) or not w.sum() > 0:
+        raise ValueError("config key 'weights' must be non-negative and not all zero")
+    return x, w
+
+
 def engine_arguments(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Validate ``config``: the engine's keyword arguments and the configuration to record.
 
     Raises ValueError naming the offending key and value. The recorded configuration is
-    ``config`` with the seed filled in, so the run can be replayed.
+    ``config`` with the seed filled in, so the run can be replayed. With explicit
+    ``particles`` and ``weights``, the weights are ``kwargs["weights"]`` (not an engine
+    argument: ``from_config`` applies them).
     """
     if not isinstance(config, Mapping):
         raise ValueError(f"config must be an object, got {type(config).__name__}")
@@ -162,15 +217,18 @@ def engine_arguments(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[st
     n_settings = math.prod(a.size for a in axes)
     constants = _constants(config, spec.constants, spec.default_constants)
 
-    priors_in = config.get("priors", {})
+    explicit = _explicit_particles(config, spec.parameters) if "particles" in config else None
+    if "weights" in config and explicit is None:
+        raise ValueError("config key 'weights' goes with 'particles'")
+    priors_in = {} if explicit is not None else config.get("priors", {})
     if not isinstance(priors_in, Mapping):
         raise ValueError(f"config key 'priors' must be an object, got {priors_in!r}")
     extra = [k for k in priors_in if k not in spec.parameters]
     if extra:
         raise ValueError(f"config key 'priors': unknown parameter(s) {extra}; model "
                          f"{spec.name!r} has {list(spec.parameters)}")
-    priors = {}
-    for name in spec.parameters:
+    priors: dict[str, Any] = {}
+    for name in spec.parameters if explicit is None else ():
         if name in priors_in:
             priors[name] = priors_in[name]
         elif name in spec.default_priors:
@@ -179,12 +237,13 @@ def engine_arguments(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[st
             raise ValueError(f"config key 'priors' lacks parameter {name!r} (no default)")
         check_prior_spec(name, priors[name])
 
-    n_particles = _int(config, "n_particles", 10000, 1, MAX_PARTICLES)
+    n_particles = _int(config, "n_particles", 10000, 1, MAX_PARTICLES) if explicit is None \
+        else explicit[0].shape[1]
     if n_particles * len(spec.parameters) > MAX_WORK:
         raise ValueError(f"config key 'n_particles': {n_particles} particles x "
                          f"{len(spec.parameters)} parameters exceeds the limit {MAX_WORK}")
-    n_draws = _int(config, "n_draws", 30, 2, MAX_DRAWS)
-    if n_draws * n_settings * spec.n_channels > MAX_WORK:
+    n_draws = None if config.get("n_draws") is None else _int(config, "n_draws", 30, 2, MAX_DRAWS)
+    if n_draws is not None and n_draws * n_settings * spec.n_channels > MAX_WORK:
         raise ValueError(f"config key 'n_draws': {n_draws} draws x {n_settings} settings "
                          f"exceeds the limit {MAX_WORK}")
     if "noise_std" in config and "default_noise_std" in config:
@@ -225,8 +284,8 @@ def engine_arguments(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[st
         seed = int(np.random.SeedSequence().entropy % MAX_SEED)
 
     kwargs = dict(
-        model=spec, settings=tuple(axes), prior=priors, constants=constants,
-        n_particles=n_particles, n_draws=n_draws,
+        model=spec, settings=tuple(axes), prior=priors if explicit is None else explicit[0],
+        constants=constants, n_particles=n_particles, n_draws=n_draws,
         utility=_choice(config, "utility", "variance_approx", UTILITIES),
         selection=_choice(config, "selection", "optimal", SELECTIONS),
         pickiness=_num(config, "pickiness", 15.0, 0.0, 1000.0), choke=choke,
@@ -234,7 +293,9 @@ def engine_arguments(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[st
         resample_threshold=_num(config, "resample_threshold", 0.5, 0.0, 1.0), scale=scale,
         resampler=_choice(config, "resampler", "systematic", RESAMPLERS),
         default_noise_std=nvals, cost=cost, noise_parameter_index=noise_index,
-        likelihood_precision=_choice(config, "likelihood_precision", "auto", ("auto", "double", "single")),
+        likelihood_precision=_choice(config, "likelihood_precision", "double", ("auto", "double", "single")),
         utility_precision=_choice(config, "utility_precision", "double", ("double", "single")),
         seed=seed)
+    if explicit is not None and explicit[1] is not None:
+        kwargs["weights"] = explicit[1]
     return kwargs, {**config, "seed": seed}
