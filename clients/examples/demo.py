@@ -39,11 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=60, help="measurements of the adaptive scan")
     parser.add_argument("--particles", type=int, default=20000)
     parser.add_argument("--png", default="demo-output/adaptive_scan.png")
-    parser.add_argument("--site-file", default=None)
+    parser.add_argument("--site-file", default=str(EXAMPLES.parent.parent / "site-config.yaml"),
+                        help="the demo's site file, named explicitly (default: the checkout's)")
     parser.add_argument("--run-dir", default="run")
     args = parser.parse_args(argv)
 
-    site = ["--site-file", args.site_file] if args.site_file else []
+    site = ["--site-file", args.site_file]
     ocs_core = [sys.executable, "-m", "ocs_core.cli"]
     Path(args.png).parent.mkdir(parents=True, exist_ok=True)
     common = ["--particles", str(args.particles)]

@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                     "the 'ocs_core.agents' entry point; its arguments come from the site file, "
                     "and arguments given here replace site-file arguments of the same flag.")
     agent.add_argument("instance_id", metavar="INSTANCE_ID")
-    agent.set_defaults(func=run_agent, extra_args=True)
+    agent.set_defaults(func=run_agent, extra_args=True, launcher=True)
 
 
 def agent_command_line(args: argparse.Namespace, site_file: Path) -> list[str]:
@@ -33,7 +33,7 @@ def agent_command_line(args: argparse.Namespace, site_file: Path) -> list[str]:
 
 def run_agent(args: argparse.Namespace) -> int:
     """Resolve the instance, find its agent class's main and call it in this process."""
-    site_file = site_file_path(args.site_file).resolve()
+    site_file = site_file_path(args.site_file, args.site).resolve()
     cfg = load_site_config(site_file)
     host = cfg.host(args.site_host)
     inst = host.instance(args.instance_id)

@@ -22,7 +22,7 @@ from ocs_core.cli.main import CliError
 from ocs_core.supervisor.launcher import (DEFAULT_RUN_DIR, SUPERVISOR_LOG, SitePlan, Supervisor, instance_ready, is_wamp_agent,
                                child_env, plan_site, read_json, router_answers, supervisor_info)
 from ocs_core.supervisor.process_group import group_alive, same_process, signal_group
-from ocs_core.site.args import site_file_path
+from ocs_core.site.args import site_file_path, site_host_default
 from ocs_core.site.config import load_site_config
 from ocs_core.runtime.backoff import BackoffPolicy
 
@@ -56,16 +56,17 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                     metavar=("FIRST", "MAX", "RESET"),
                     help="restart delay: first, maximum (it doubles), and the uptime that resets it "
                          "(default: 1 30 60)")
-    up.set_defaults(func=run_up)
+    up.set_defaults(func=run_up, launcher=True)
     down = subparsers.add_parser("down", parents=[common], help="stop what `ocs-core up` started")
     add_run_dir(down)
     down.add_argument("--timeout", type=float, default=30.0, metavar="S",
                       help="seconds to wait for a clean stop before SIGKILL (default: 30)")
-    down.set_defaults(func=run_down)
+    down.set_defaults(func=run_down, launcher=True)
 
 
 def _plan(args: argparse.Namespace, instances: list[str] | None = None) -> SitePlan:
-    return plan_site(site_file_path(args.site_file), args.site_host, args.run_dir, instances,
+    args.site_host = site_host_default(args.site_host)
+    return plan_site(site_file_path(args.site_file, getattr(args, "site", None)), args.site_host, args.run_dir, instances,
                      with_router=not getattr(args, "no_router", False))
 
 
