@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except USER_ERRORS as exc:
         print(f"ocs-core: error: {exc}", file=sys.stderr)
-        return 1
+        return int(getattr(args, "user_error_status", 1))
     except KeyboardInterrupt:
         return 130
 
