@@ -27,7 +27,7 @@ from ocs_core.site.config import HostConfig, InstanceConfig, SiteConfig, SiteCon
 
 __all__ = ["add_arguments", "parse_args", "agent_address", "merge_arguments", "split_groups",
            "site_file_path", "site_host_default", "ENV_FLAGS", "CONTROL", "HOST_ONLY",
-           "DEFAULT_SITE_FILE", "SITE_FILE_HELP", "SITE_HELP"]
+           "DEFAULT_SITE_FILE", "SITE_FILE_HELP", "SITE_HELP", "CHECK_ENV", "CHECKED"]
 
 #: ``agent_class`` values with special meaning: a client (no host or instance needed) and a
 #: host-level tool (host matching only).
@@ -43,6 +43,11 @@ ENV_FLAGS = {
     "CROSSBAR_TIMEOUT": "--crossbar-timeout",
 }
 _OPTION = re.compile(r"^--?[A-Za-z]")
+#: Set by ``ocs-core up``'s check of every instance (ocs_core.supervisor.precheck): ``parse`` makes
+#: an agent's parse_args, ``init`` its init_site_agent, raise ``SystemExit(CHECKED)`` instead of
+#: going on (runtime.agent has the same two names: the layers do not import each other).
+CHECK_ENV = "OCS_CORE_CHECK_ARGUMENTS"
+CHECKED = "ocs-core: arguments checked"
 SITE_FILE_HELP = ("site config file (default: $OCS_CONFIG_DIR/default.yaml when $OCS_CONFIG_DIR "
                   "is set, else $OCS_SITE_FILE, else ./site-config.yaml)")
 SITE_HELP = "site name, as in ocs: the site file is $OCS_CONFIG_DIR/NAME.yaml"
@@ -292,6 +297,8 @@ def parse_args(agent_class: str | None, parser: argparse.ArgumentParser | None =
     _fill(ns, cfg, host)
     if not hasattr(ns, "agent_class"):
         ns.agent_class = agent_class
+    if not control and os.environ.get(CHECK_ENV) == "parse":
+        raise SystemExit(CHECKED)  # ``ocs-core up``'s check: the arguments parse, go no further
     return ns
 
 
