@@ -107,3 +107,34 @@ def test_ocs_core_agent_runs_an_ocs_plugin_through_ocs_agent_cli(router):
         assert "Renaming this process to" in log.read_text()  # ocs-agent-cli's own line
     finally:
         _stop(proc)
+
+
+def test_an_unmodified_ocs_site_file_runs_under_ocs_core_up(tmp_path):
+    """agent-paths, crossbar config-dir, a docker instance, ocs's own agents: up runs what it can."""
+    from pathlib import Path
+    from ocs_core.testing import free_port, http_call
+
+    port = free_port()
+    text = (Path(__file__).parent / "data" / "ocs-site.yaml").read_text().replace("8001", str(port))
+    (tmp_path / "default.yaml").write_text(text)
+    env = project_env({"OCS_CONFIG_DIR": str(tmp_path)})  # ocs's way: no --site-file needed
+
+    def cli(*argv):
+        return subprocess.run([sys.executable, "-m", "ocs_core.cli", *argv], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+    try:
+        up = cli("up", "--timeout", "90")
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "skipped: faker-in-docker (manage: docker/up): docker-managed" in up.stdout
+        assert "note: host 'localhost': agent-paths" in up.stdout and "crossbar config-dir" in up.stdout
+        for iid in ("registry", "barebones1", "faker1"):
+            assert f"  {iid}: callable, pid " in up.stdout
+        http = f"http://127.0.0.1:{port}/call"
+        classes = {iid: http_call(http, f"observatory.{iid}", "get_agent_class", timeout=5)["args"][0]
+                   for iid in ("registry", "barebones1", "faker1")}
+        assert classes == {"registry": "RegistryAgent", "barebones1": "BarebonesAgent",
+                           "faker1": "FakeDataAgent"}
+        assert "hm-localhost" not in up.stdout and "influxagent" not in up.stdout  # ignore, down
+    finally:
+        down = cli("down")
+    assert down.returncode == 0, down.stderr
