@@ -141,6 +141,5 @@ def test_ocs_plugin_registry_names_every_agent_distinctly():
     assert {"RegistryAgent", "HostManager", "FakeDataAgent"} <= set(theirs)
     assert not set(ocs_plugin.agents) & set(theirs)  # no name ocs picks in hash order
     for name, plugin_name in ocs_plugin.RENAMED.items():
-        if name not in ours:
-            continue
+        assert name in ours
         assert discovery.agent_entries()[plugin_name] == discovery.agent_entries()[name]

@@ -222,7 +222,7 @@ class Router:
 
     def _environment(self) -> dict[str, str]:
         env = dict(os.environ)
-        package_root = str(Path(__file__).resolve().parent.parent)
+        package_root = str(Path(__file__).resolve().parents[2])  # the checkout's root
         paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
         if package_root not in paths:
             env["PYTHONPATH"] = os.pathsep.join([package_root] + paths)
