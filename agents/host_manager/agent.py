@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer, threads
+from twisted.internet.process import reapAllProcesses
 
 from agents.host_manager.children import Database, check_requests
-from agents.host_manager.processes import SIGKILL, SIGTERM, ChildProcess, agent_command, spawn_agent
+from agents.host_manager.processes import (SIGKILL, SIGTERM, AdoptedProcess, ChildProcess, agent_command,
+                                           find_agent_process, spawn_agent)
 from ocs_core.runtime.agent import OCSAgent, init_site_agent
 from ocs_core.runtime.backoff import BackoffPolicy
 from ocs_core.runtime.params import param
@@ -29,7 +31,7 @@ from ocs_core.runtime.timing import dsleep
 from ocs_core.site import args as site_args
 from ocs_core.site.config import load_site_config
 from ocs_core.supervisor.child import ChildState
-from ocs_core.supervisor.plan import is_wamp_agent
+from ocs_core.supervisor.plan import readiness_probe
 
 AGENT_CLASS = "HostManager"
 _TICK = 0.2
@@ -142,12 +144,19 @@ class HostManager:
 
     # -- children --------------------------------------------------------------------------
     def _tick(self, session: OpSession) -> None:
+        reapAllProcesses()  # agents run the reactor without signal handlers: no SIGCHLD reaping
+        for proc in list(self.procs.values()):
+            if isinstance(proc, AdoptedProcess):
+                proc.poll()
         now = time.monotonic()
         for action, iid in self.database.step(now):
-            if action == "spawn":
-                self._spawn(session, iid)
-            else:
+            minst = self.database.instances[iid]
+            if action == "terminate":
                 self._terminate(session, iid)
+            elif not minst.looked or minst.unmanaged:
+                self._look_for_running(session, iid)  # never two copies of one instance
+            else:
+                self._spawn(session, iid)
         for iid, minst in self.database.instances.items():
             if minst.child.state is ChildState.STARTING and iid not in self._probing:
                 self._probe(iid, minst.agent_class)
@@ -179,26 +188,67 @@ class HostManager:
         for line in self.database.exited(iid, time.monotonic(), code):
             session.add_message(line)
 
-    def _probe(self, iid: str, agent_class: str) -> None:
-        """Running once it answers ``get_agent_class`` (plain servers: once alive 1 s)."""
+    def _look_for_running(self, session: OpSession, iid: str) -> None:
+        """Before a first start (and while it is unmanaged), look for the instance already
+        running: one a manager left when it died is managed again (its pid found in /proc);
+        one that answers from elsewhere is reported ``unmanaged`` and not started twice."""
+        if iid in self._probing or self.agent.session is None:
+            return
+        self._probing.add(iid)
+        defer.ensureDeferred(self._look(session, iid))
+
+    async def _look(self, session: OpSession, iid: str) -> None:
+        minst = self.database.instances[iid]
+        answers = await self._answers(iid)
+        pid = await threads.deferToThread(find_agent_process, iid, self.site_file) if answers else None
+        self._probing.discard(iid)
+        if self.database.instances.get(iid) is not minst:
+            return
+        if pid is not None and iid not in self.procs:
+            now = time.monotonic()
+            self.procs[iid] = AdoptedProcess(pid, lambda code: self._exited(session, iid, code))
+            minst.child.spawned(now, pid)
+            minst.child.ready(now)
+            minst.looked, minst.unmanaged = True, False
+            session.add_message(f"{iid} is already running (pid {pid}, left by a manager that "
+                                f"died): managed again")
+            return
+        if answers and not minst.unmanaged:
+            session.add_message(f"{iid} answers but runs elsewhere: reported as unmanaged until "
+                                f"it stops")
+        elif not answers and minst.unmanaged:
+            session.add_message(f"{iid} (unmanaged) has stopped answering: starting it")
+        minst.looked, minst.unmanaged = True, answers
+        if answers:  # look again in a while
+            self._probing.add(iid)
+            self.agent.reactor.callLater(2.0, self._probing.discard, iid)
+
+    def _answers(self, iid: str) -> defer.Deferred:
+        """Fires True when the instance answers: ``get_agent_class`` for an agent, the entry
+        point's own ``ready_probe`` (in a thread) for a plain server."""
+        minst = self.database.instances[iid]
+        probe = readiness_probe(minst.agent_class.split("[")[0])
+        if probe is not None:
+            d = threads.deferToThread(probe, list(minst.arguments))
+            d.addErrback(lambda _: False)
+            return d
+        if self.agent.session is None:
+            return defer.succeed(False)
+        d = self.agent.session.call(f"{self.agent.config.address_root}.{iid}", "get_agent_class")
+        d.addCallbacks(lambda _: True, lambda _: False)
+        return d
+
+    def _probe(self, iid: str, agent_class: str) -> None:  # noqa: ARG002
+        """A starting instance is running once it answers."""
         self._probing.add(iid)
         minst = self.database.instances[iid]
-        started = minst.child.started_at or 0.0
-        if not is_wamp_agent(agent_class.split("[")[0]):
-            d = dsleep(max(0.0, 1.0 - (time.monotonic() - started)))
-            d.addCallback(lambda _: True)
-        elif self.agent.session is None:
-            d = defer.succeed(False)
-        else:
-            d = self.agent.session.call(f"{self.agent.config.address_root}.{iid}", "get_agent_class")
-            d.addCallbacks(lambda _: True, lambda _: False)
 
         def done(ok: bool) -> None:
             self._probing.discard(iid)
             current = self.database.instances.get(iid)
             if ok and current is minst and iid in self.procs:
                 minst.child.ready(time.monotonic())
-        d.addCallback(done)
+        self._answers(iid).addCallback(done)
 
 
 def make_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:

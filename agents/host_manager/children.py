@@ -15,11 +15,10 @@ from typing import Any, Iterable
 from ocs_core.runtime.backoff import BackoffPolicy
 from ocs_core.site.config import HostConfig
 from ocs_core.supervisor.child import Child, ChildState
+from ocs_core.supervisor.plan import HOST_MANAGER_CLASSES
 
 __all__ = ["HOST_MANAGER_CLASSES", "Managed", "Database", "stability", "check_requests", "TARGETS"]
 
-#: Agent classes that are host managers (never managed by one).
-HOST_MANAGER_CLASSES = ("HostManager", "OcsCoreHostManager")
 #: Target states of ``update`` requests: ocs's two, and ours, ``restart`` (then ``up``).
 TARGETS = ("up", "down", "restart")
 _STABILITY_WINDOW = 120.0
@@ -58,11 +57,18 @@ class Managed:
     operable: bool = True
     fail_times: list[float] = field(default_factory=list)
     restart_pending: bool = False
+    arguments: list[str] = field(default_factory=list)
+    #: answers on the router but was not started by this manager (one before it left it running)
+    unmanaged: bool = False
+    #: whether the manager has looked for such a running instance before its first start
+    looked: bool = False
 
     def next_action(self) -> str:
         """ocs's name for where the instance is (``up``, ``down``, ``wait_start``...)."""
         if not self.operable:
             return "?"
+        if self.unmanaged:
+            return "up"
         return _NEXT_ACTION[self.child.state]
 
     def child_state(self, now: float) -> dict[str, Any]:
@@ -72,7 +78,7 @@ class Managed:
                 "agent_class": self.agent_class, "instance_id": self.instance_id,
                 "operable": self.operable, "restart_required": False,
                 "pid": self.child.pid, "restarts": self.child.restarts,
-                "last_error": self.child.last_error}
+                "last_error": self.child.last_error, "unmanaged": self.unmanaged}
 
 
 class Database:
@@ -112,7 +118,7 @@ class Database:
             self.instances[iid] = Managed(
                 instance_id=iid, agent_class=inst.agent_class + ("[d?]" if docker else ""),
                 management=mgmt, target_state=start, child=Child(iid, self.policy),
-                operable=not docker)
+                operable=not docker, arguments=list(inst.arguments))
             if docker:
                 messages.append(f"{iid}: docker-managed (manage: {inst.manage}): listed, not run "
                                 f"(ocs-core's HostManager runs host agents only)")

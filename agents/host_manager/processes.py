@@ -17,8 +17,9 @@ from twisted.internet import protocol
 from twisted.python.failure import Failure
 
 from ocs_core.supervisor.plan import child_env
+from ocs_core.supervisor.process_group import same_process, start_time
 
-__all__ = ["ChildProcess", "spawn_agent", "agent_command"]
+__all__ = ["ChildProcess", "AdoptedProcess", "spawn_agent", "agent_command", "find_agent_process"]
 
 #: Run the command in a new session (its own process group), then exec it.
 _SETSID_EXEC = "import os, sys; os.setsid(); os.execv(sys.argv[1], sys.argv[1:])"
@@ -72,6 +73,49 @@ def spawn_agent(reactor, command: list[str], log_path: Path,
         os.close(log_fd)
         os.close(null_fd)
     return proto
+
+
+def find_agent_process(instance_id: str, site_file: str) -> int | None:
+    """The pid of a running ``ocs-core agent INSTANCE --site-file F`` (one a host manager left
+    running when it died), from /proc; None when there is none. Blocking: run it in a thread."""
+    wanted = ["-m", "ocs_core.cli", "agent", instance_id, "--site-file", site_file]
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if argv[1:1 + len(wanted)] == wanted and int(entry) != os.getpid():
+            return int(entry)
+    return None
+
+
+class AdoptedProcess:
+    """A child found running (not spawned by this manager): watched by polling /proc."""
+
+    def __init__(self, pid: int, on_exit: Callable[[int | None], None]):
+        self.pid = pid
+        self.on_exit = on_exit
+        self.ended = False
+        self._started = start_time(pid)
+
+    def poll(self) -> None:
+        """Report the exit once the process is gone (its exit code is not ours to know)."""
+        if not self.ended and not same_process(self.pid, self._started):
+            self.ended = True
+            self.on_exit(None)
+
+    def signal_group(self, sig: int) -> None:
+        """Signal the process's group (it leads its own session)."""
+        if self.ended:
+            return
+        try:
+            os.killpg(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 SIGTERM, SIGKILL = signal.SIGTERM, signal.SIGKILL

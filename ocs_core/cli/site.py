@@ -19,9 +19,11 @@ import time
 from typing import Any
 
 from ocs_core.cli.main import CliError
+from ocs_core.cli.site_managed import Routes, control_via_managers, route_instances
 from ocs_core.cli.site_progress import Outcome, wait_for_site
 from ocs_core.runtime.backoff import BackoffPolicy
 from ocs_core.site.args import site_file_path, site_host_default
+from ocs_core.site.config import load_site_config
 from ocs_core.supervisor.control import ControlError, send_request
 from ocs_core.supervisor.launcher import Supervisor
 from ocs_core.supervisor.plan import (DEFAULT_RUN_DIR, SUPERVISOR_LOG, SitePlan, child_env, plan_site,
@@ -99,7 +101,7 @@ def _check(plan: SitePlan, instances: list[str] | None = None) -> None:
               flush=True)
     if plan.notes:
         print(f"note: host {plan.site_host!r}: {'; '.join(plan.notes)}: read, not used", flush=True)
-    result = check_plan(plan, instances)
+    result = check_plan(plan, instances if instances is not None else plan.instances + list(plan.managed))
     for note in result.notes:
         print(f"note: {note}", flush=True)
     if result.problems:
@@ -108,10 +110,29 @@ def _check(plan: SitePlan, instances: list[str] | None = None) -> None:
                        f"{plan.site_host!r}); nothing was started:\n  " + "\n  ".join(result.problems))
 
 
+def _routed(args: argparse.Namespace, action: str) -> int | None:
+    """Hand the named instances that host managers run to them; leave the rest in
+    ``args.instances``. Returns an exit status when nothing is left for this host."""
+    if not args.instances:
+        return None
+    args.site_host = site_host_default(args.site_host)
+    cfg = load_site_config(site_file_path(args.site_file, getattr(args, "site", None)))
+    host = cfg.host(args.site_host)
+    routes: Routes = route_instances(cfg, host.name, cfg.hub_for(host), list(args.instances))
+    status = 0
+    if routes.managers:
+        status = control_via_managers(cfg.hub_for(host), routes.managers, action, args.timeout)
+    args.instances = routes.local
+    return status if not routes.local else None
+
+
 # -- up ------------------------------------------------------------------------------------
 def run_up(args: argparse.Namespace) -> int:
     """Start the site (or, on a running site, the named instances)."""
     policy = _policy(args)
+    routed = _routed(args, "up")
+    if routed is not None:
+        return routed
     plan = _plan(args, args.instances)
     running = supervisor_info(plan)
     if running is not None:
@@ -149,7 +170,7 @@ def _up_background(args: argparse.Namespace, plan: SitePlan) -> int:
           f"(supervisor pid {proc.pid}, logs in {plan.log_dir})", flush=True)
     try:
         outcome = wait_for_site(plan, plan.instances, args.timeout, with_router=plan.with_router,
-                                proc=proc, log_path=log_path)
+                                proc=proc, log_path=log_path, managed=plan.managed)
     except KeyboardInterrupt:
         proc.returncode = 0  # detached on purpose
         print(f"\ninterrupted: the site keeps starting in the background (supervisor pid {proc.pid}); "
@@ -162,6 +183,7 @@ def _up_background(args: argparse.Namespace, plan: SitePlan) -> int:
              else f"router {plan.hub.wamp_server} not ours")
     state = (read_json(plan.state_path) or {}).get("agents", {})
     parts = [f"{name} (pid {state.get(name, {}).get('pid')})" for name in plan.instances]
+    parts += [f"{name} (via {manager})" for name, manager in plan.managed.items()]
     print(f"site up: {where}; agents: {', '.join(parts) or 'none'}; supervisor pid {proc.pid}, "
           f"logs in {plan.log_dir}; `ocs-core down` stops it", flush=True)
     return 0
@@ -222,6 +244,9 @@ def _wait_stopped(plan: SitePlan, names: list[str], timeout: float) -> int:
 
 def run_restart(args: argparse.Namespace) -> int:
     """Restart instances of a running site."""
+    routed = _routed(args, "restart")
+    if routed is not None:
+        return routed
     plan = _plan(args, args.instances)
     if supervisor_info(plan) is None:
         raise CliError(f"the site is not up (run dir {plan.run_dir}); `ocs-core up` starts it")
@@ -232,6 +257,9 @@ def run_restart(args: argparse.Namespace) -> int:
 # -- down ----------------------------------------------------------------------------------
 def run_down(args: argparse.Namespace) -> int:
     """Stop the named instances, or the supervisor and then make sure nothing is left."""
+    routed = _routed(args, "down")
+    if routed is not None:
+        return routed
     if args.instances:
         plan = _plan(args)
         if supervisor_info(plan) is None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ocs_core.cli.main import CliError
-from ocs_core.supervisor.plan import SitePlan, read_json, router_answers, supervisor_info
+from ocs_core.supervisor.plan import SitePlan, instance_ready, read_json, router_answers, supervisor_info
 
 __all__ = ["tail_lines", "Outcome", "wait_for_site"]
 
@@ -51,10 +51,13 @@ class Outcome:
 
 
 def wait_for_site(plan: SitePlan, names: list[str], timeout: float, with_router: bool = False,
-                  proc: subprocess.Popen | None = None, log_path: Path | None = None) -> Outcome:
+                  proc: subprocess.Popen | None = None, log_path: Path | None = None,
+                  managed: dict[str, str] | None = None) -> Outcome:
     """Wait until the router (``with_router``) and ``names`` are ready, printing progress.
 
     Args:
+        managed: instances a host manager of the plan starts (instance -> manager): ready when
+            they answer ``get_agent_class``, after their manager.
         proc: the supervisor just started (its exit ends the wait with an error).
         log_path: the supervisor's log (shown when it exits).
 
@@ -64,6 +67,7 @@ def wait_for_site(plan: SitePlan, names: list[str], timeout: float, with_router:
     t0 = time.monotonic()
     deadline = t0 + timeout
     outcome = Outcome(pending=list(names))
+    managed = dict(managed or {})
     router_pending = with_router
     agents = (read_json(plan.state_path) or {}).get("agents") or {}
     # a restart count already seen: an exit asked for (restart, down then up) is not news
@@ -72,7 +76,7 @@ def wait_for_site(plan: SitePlan, names: list[str], timeout: float, with_router:
     def say(name: str, text: str) -> None:
         print(f"  {name}: {text} ({time.monotonic() - t0:.1f} s)", flush=True)
 
-    while router_pending or outcome.pending:
+    while router_pending or outcome.pending or managed:
         if proc is not None and proc.poll() is not None:
             tail = " | ".join(tail_lines(log_path, 6)) if log_path else ""
             raise CliError(f"the supervisor exited with status {proc.returncode}; log {log_path}: {tail}")
@@ -107,11 +111,19 @@ def wait_for_site(plan: SitePlan, names: list[str], timeout: float, with_router:
                     print(f"  {name}: exited with code {info['last_exit']}, restarting in "
                           f"{info.get('next_start_in')} s", file=sys.stderr)
                     _print_tail(name, log)
+            for name, manager in list(managed.items()):
+                if manager in outcome.pending or manager in outcome.failed:
+                    continue
+                if instance_ready(plan, name, timeout=1.0):
+                    say(name, f"callable via {manager}")
+                    del managed[name]
+                    outcome.ready.append(name)
         if time.monotonic() >= deadline:
             if router_pending:
                 outcome.pending.insert(0, "router")
+            outcome.pending += list(managed)
             break
-        if router_pending or outcome.pending:
+        if router_pending or outcome.pending or managed:
             time.sleep(_POLL)
     return outcome
 

@@ -19,11 +19,13 @@ from ocs_core.site.config import HubConfig, SiteConfigError, load_site_config
 from ocs_core.site.discovery import find_agent_entry
 from ocs_core.supervisor.process_group import same_process
 
-__all__ = ["SitePlan", "plan_site", "read_json", "write_json", "supervisor_info", "agent_registered",
-           "instance_ready", "is_wamp_agent", "router_answers", "child_env", "PID_FILE", "STATE_FILE",
+__all__ = ["HOST_MANAGER_CLASSES", "SitePlan", "plan_site", "read_json", "write_json", "supervisor_info", "agent_registered",
+           "instance_ready", "is_wamp_agent", "readiness_probe", "router_answers", "child_env", "PID_FILE", "STATE_FILE",
            "SUPERVISOR_LOG", "DEFAULT_RUN_DIR"]
 
 DEFAULT_RUN_DIR = "run"
+#: Agent classes that are host managers: ``ocs-core up`` leaves a host's other instances to them.
+HOST_MANAGER_CLASSES = ("HostManager", "OcsCoreHostManager")
 PID_FILE = "supervisor.pid"
 STATE_FILE = "site-state.json"
 SUPERVISOR_LOG = "supervisor.log"
@@ -48,6 +50,8 @@ class SitePlan:
     skipped: dict[str, str] = field(default_factory=dict)
     #: the host's ocs keys that are read but not acted on (HostConfig.unused_settings)
     notes: list[str] = field(default_factory=list)
+    #: instances left to a host manager the plan runs: instance-id -> the manager's instance-id
+    managed: dict[str, str] = field(default_factory=dict)
 
     @property
     def pid_path(self) -> Path:
@@ -78,9 +82,11 @@ def plan_site(site_file: str | os.PathLike, site_host: str | None = None,
               with_router: bool = True) -> SitePlan:
     """Resolve what to run for this host.
 
-    Without ``instances``, every instance whose ``manage`` is ``host/up`` runs; named
-    instances run whatever their ``manage`` (except docker ones). The log directory is the
-    host's ``log-dir`` (relative to the current directory), else ``<run-dir>/logs``.
+    Without ``instances``, every instance whose ``manage`` is ``host/up`` runs, except that when
+    one of them is a host manager (:data:`HOST_MANAGER_CLASSES`), it alone runs and the host's
+    other instances are its own (``managed``); named instances run whatever their ``manage``
+    (except docker ones). The log directory is the host's ``log-dir`` (relative to the current
+    directory), else ``<run-dir>/logs``.
 
     Raises:
         SiteConfigError: bad site file, unknown host or instance-id.
@@ -88,6 +94,7 @@ def plan_site(site_file: str | os.PathLike, site_host: str | None = None,
     path = Path(site_file).resolve()
     cfg = load_site_config(path)
     host = cfg.host(site_host)
+    managed: dict[str, str] = {}
     if instances:
         for name in instances:
             inst = host.instance(name)
@@ -103,13 +110,18 @@ def plan_site(site_file: str | os.PathLike, site_host: str | None = None,
         chosen = [i.instance_id for i in host.agent_instances if i.manage == "host/up"]
         skipped = {i.instance_id: f"manage: {i.manage}" for i in host.agent_instances
                    if i.manage == "docker/up"}
+        managers = [i for i in chosen if host.instance(i).agent_class in HOST_MANAGER_CLASSES]
+        if managers:
+            managed = {i: managers[0] for i in chosen if i not in managers}
+            chosen = managers
     run = Path(run_dir).resolve()
     log_dir = Path(host.log_dir).resolve() if host.log_dir else run / "logs"
     classes = {i.instance_id: i.agent_class for i in host.agent_instances}
     arguments = {i.instance_id: list(i.arguments) for i in host.agent_instances}
+    known = chosen + list(managed)
     return SitePlan(path, host.name, cfg.hub_for(host), run, log_dir, chosen,
-                    {k: classes[k] for k in chosen}, with_router, {k: arguments[k] for k in chosen},
-                    skipped, host.unused_settings())
+                    {k: classes[k] for k in known}, with_router, {k: arguments[k] for k in known},
+                    skipped, host.unused_settings(), managed)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -143,6 +155,11 @@ def instance_ready(plan: SitePlan, instance_id: str, timeout: float = 1.0) -> bo
     if probe is not None:
         return bool(probe(plan.arguments.get(instance_id, [])))
     return agent_registered(plan.hub, plan.address(instance_id), timeout=timeout)
+
+
+def readiness_probe(agent_class: str) -> Callable[[list[str]], bool] | None:
+    """A plain server's ``main.ready_probe(arguments)`` (blocking), or None for WAMP agents."""
+    return _ready_probe(agent_class)
 
 
 def is_wamp_agent(agent_class: str) -> bool:
