@@ -64,7 +64,7 @@ test: $(STAMP) $(IBL_STAMP) smbluesky-venv
 
 # `make demo PORT=9001` (or OCS_DEMO_PORT=9001): the router on 9001, the demo's agents on 9002...
 demo: $(STAMP)
-	$(PY) clients/examples/demo.py $(if $(PORT),--port $(PORT))
+	$(PY) clients/examples/demo.py --site-file site-config.yaml $(if $(PORT),--port $(PORT))
 
 bench: $(STAMP)
 	$(PY) bench/rpc.py

@@ -103,7 +103,7 @@ def _fail(exc: Exception) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     if args.instance_id is None:  # the site form, see ocs_core.cli.site
-        from ocs_core.cli.site import site_status
+        from ocs_core.cli.site_status import site_status
         return site_status(args, gather_heartbeats, LIVE_WINDOW)
     try:
         client = _client(args)

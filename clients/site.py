@@ -45,16 +45,17 @@ def _cache_key(argv: list[str]) -> tuple | None:
     """What a resolution of ``argv`` depends on: the options, the environment, the working
     directory and the site file's identity (path, inode, size, mtime); None when the file is
     not there (no caching: the parse will report it)."""
-    site_file = None
+    given: dict[str, str] = {}
     for i, token in enumerate(argv):
-        if token == "--site-file" and i + 1 < len(argv):
-            site_file = argv[i + 1]
-        elif token.startswith("--site-file="):
-            site_file = token.split("=", 1)[1]
+        for flag in ("--site-file", "--site"):
+            if token == flag and i + 1 < len(argv):
+                given[flag] = argv[i + 1]
+            elif token.startswith(flag + "="):
+                given[flag] = token.split("=", 1)[1]
     try:
-        path = site_args.site_file_path(site_file)
+        path = site_args.site_file_path(given.get("--site-file"), given.get("--site"))
         st = os.stat(path)
-    except OSError:
+    except (OSError, site_args.SiteConfigError):
         return None
     env = tuple(sorted((k, v) for k, v in os.environ.items()
                        if k.startswith("OCS_") or k in site_args.ENV_FLAGS))

@@ -13,9 +13,10 @@ from ocs_core.testing import AgentProcess, free_port, project_env, write_site_co
 from support_agents import subprocess_env
 
 
-def run_agent(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_agent(*args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "ocs_core.cli", "agent", *args], capture_output=True,
-                          text=True, timeout=60, env=project_env({**subprocess_env(), **(env or {})}))
+                          text=True, timeout=60, cwd=cwd,
+                          env=project_env({**subprocess_env(), **(env or {})}))
 
 
 @pytest.fixture
@@ -46,17 +47,18 @@ def test_site_options_before_the_instance_id(site_file, tmp_path):
 
 def test_unknown_instance_lists_the_known_ones(site_file):
     result = run_agent("nope", "--site-file", str(site_file))
-    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.returncode == 78 and "Traceback" not in result.stderr  # a configuration error
     assert result.stderr.strip() == (f"ocs-core: error: {site_file.resolve()}: host 'localhost': "
                                      f"unknown instance-id 'nope' (known: dump1, ghost)")
 
 
 def test_unknown_agent_class_lists_the_known_ones(site_file):
     result = run_agent("ghost", "--site-file", str(site_file))
-    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.returncode == 78 and "Traceback" not in result.stderr
     line = result.stderr.strip()
-    assert line.startswith("ocs-core: error: unknown agent-class 'NoSuchAgent' (known: ")
+    assert line.startswith("ocs-core: error: unknown agent-class 'NoSuchAgent' (ocs-core's: ")
     assert "ArgsDump" in line and "MiniAgent" in line and "FakeDataAgent" in line
+    assert "ocs's plugins: " in line and "RegistryAgent" in line  # ocs 0.12.1 is installed
 
 
 def test_discovery_sources(monkeypatch):
@@ -71,6 +73,32 @@ def test_discovery_sources(monkeypatch):
         find_agent_entry("Bad")
     with pytest.raises(AgentEntryError, match=r"unknown agent-class 'Zzz' \(known: .*Mine"):
         find_agent_entry("Zzz")
+
+
+ONE_FILE_AGENT = """\
+import json, os, sys
+def start(args):
+    json.dump({"argv": args, "name": __name__}, open(os.environ["DUMP_FILE"], "w"))
+    return 0
+"""
+
+
+def test_agent_class_as_a_module_or_a_file_target(tmp_path):
+    (tmp_path / "agents_here").mkdir()
+    (tmp_path / "agents_here" / "my_agent.py").write_text(ONE_FILE_AGENT)
+    site = tmp_path / "site.yaml"
+    write_site_config(tmp_path, 8001, [
+        {"agent-class": "agents_here/my_agent.py:start", "instance-id": "by-file"},
+        {"agent-class": "json:dumps", "instance-id": "by-module"},
+        {"agent-class": "agents_here/absent.py:start", "instance-id": "missing"}], name="site.yaml")
+    dump = tmp_path / "dump.json"
+    elsewhere = tmp_path / "agents_here"  # a relative file is under the site file's directory
+    result = run_agent("by-file", "--site-file", str(site), env={"DUMP_FILE": str(dump)}, cwd=elsewhere)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(dump.read_text())["argv"][:2] == ["--instance-id", "by-file"]
+    assert find_agent_entry("json:dumps") is json.dumps
+    result = run_agent("missing", "--site-file", str(site))
+    assert result.returncode == 78 and "no file" in result.stderr and "absent.py" in result.stderr
 
 
 def test_agent_process_registers_and_terminates(router):
@@ -89,7 +117,7 @@ def test_agent_process_registers_and_terminates(router):
 def test_wait_registered_reports_an_agent_that_exits(router):
     router.add_instance("NoSuchAgent", "ghost2")
     agent = AgentProcess("ghost2", router.site_file, env=subprocess_env())
-    with pytest.raises(RuntimeError, match=r"agent ghost2 exited with status 1: .*unknown agent-class"):
+    with pytest.raises(RuntimeError, match=r"agent ghost2 exited with status 78: .*unknown agent-class"):
         agent.wait_registered(timeout=20)
 
 
@@ -117,3 +145,21 @@ def test_help_after_the_instance_id_is_the_agents_own(tmp_path):
     assert "INSTANCE_ID --help` shows the agent's own options" in " ".join(result.stdout.split())
     result = run_agent()
     assert result.returncode == 2 and "required: INSTANCE_ID" in result.stderr
+
+
+def test_ocs_plugin_registry_names_every_agent_distinctly():
+    """agents/ocs_plugin.py lists our classes for ocs, renamed where ocs 0.12.1 ships the name."""
+    from agents import ocs_plugin
+    from ocs_core.site.ocs_plugins import ocs_plugin_classes
+
+    ours = {name: target for name, target in discovery._from_checkout().items()
+            if not name.startswith("OcsCore")}
+    for name, target in ours.items():
+        plugin_name = ocs_plugin.RENAMED.get(name, name)
+        assert ocs_plugin.agents[plugin_name]["module"] == target.partition(":")[0], name
+    theirs = ocs_plugin_classes()  # ocs's own classes, as its build_agent_list() sees them
+    assert {"RegistryAgent", "HostManager", "FakeDataAgent"} <= set(theirs)
+    assert not set(ocs_plugin.agents) & set(theirs)  # no name ocs picks in hash order
+    for name, plugin_name in ocs_plugin.RENAMED.items():
+        assert name in ours
+        assert discovery.agent_entries()[plugin_name] == discovery.agent_entries()[name]

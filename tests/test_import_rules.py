@@ -128,9 +128,9 @@ def test_paths_derived_from_module_files_name_the_checkout():
     """Modules that find the checkout from their own file still do from inside subpackages."""
     from ocs_core.router.process import Router
     from ocs_core.site import discovery
-    from ocs_core.supervisor import launcher
+    from ocs_core.supervisor import plan
 
     assert discovery._SETUP_CFG == ROOT / "setup.cfg"
-    assert Path(launcher._PROJECT_ROOT) == ROOT
+    assert Path(plan._PROJECT_ROOT) == ROOT
     env = Router.__new__(Router)._environment()
     assert Path(env["PYTHONPATH"].split(":")[0]) == ROOT

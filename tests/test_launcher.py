@@ -74,6 +74,10 @@ def test_up_restart_status_down(site):
     up = cli(cwd, "up", "--backoff", "0.2", "2", "60")
     assert up.returncode == 0, up.stderr + up.stdout
     assert "site up:" in up.stdout and "fa (pid" in up.stdout and "off" not in up.stdout
+    progress = [line.strip() for line in up.stdout.splitlines() if line.startswith("  ")]
+    assert progress[0].startswith("router: ready at ws://127.0.0.1:") and progress[0].endswith(" s)")
+    assert {line.split(":")[0] for line in progress[1:]} == {"fa", "fb"}
+    assert all(": callable, pid " in line for line in progress[1:])
     assert callable_(http, "fa") and callable_(http, "fb")
     first = state(cwd)
     pids, groups = all_pids(first)
@@ -81,6 +85,7 @@ def test_up_restart_status_down(site):
 
     again = cli(cwd, "up")
     assert again.returncode == 1 and "already up" in again.stderr
+    assert "`ocs-core up INSTANCE` starts one more" in again.stderr
 
     old = first["agents"]["fa"]["pid"]
     os.kill(old, signal.SIGKILL)
@@ -101,6 +106,27 @@ def test_up_restart_status_down(site):
     assert lines["fa"][2:6] == ["yes", "running", str(new), "1"]
     assert lines["fb"][2] == "yes" and lines["fb"][5] == "0"
     assert lines["off"][2:4] == ["no", "-"]
+
+    # one instance at a time on the running site
+    restart = cli(cwd, "restart", "fb")
+    assert restart.returncode == 0, restart.stderr + restart.stdout
+    assert restart.stdout.splitlines()[0] == "fb: restarting" and "fb: callable, pid" in restart.stdout
+    assert "exited with code" not in restart.stderr  # an exit asked for is not reported
+    fb = state(cwd)["agents"]["fb"]
+    assert fb["state"] == "running" and fb["pid"] != first["agents"]["fb"]["pid"] and callable_(http, "fb")
+    pids.add(fb["pid"])
+    groups.add(fb["pid"])
+    stop = cli(cwd, "down", "fb")
+    assert stop.returncode == 0 and stop.stdout.splitlines() == ["fb: stopping", "stopped: fb"]
+    assert state(cwd)["agents"]["fb"]["state"] == "stopped" and not callable_(http, "fb")
+    added = cli(cwd, "up", "off")  # manage: ignore, so not started by `up`; asked for by name
+    assert added.returncode == 0, added.stderr + added.stdout
+    assert "off: starting" in added.stdout and callable_(http, "off")
+    off = state(cwd)["agents"]["off"]
+    pids.add(off["pid"])
+    groups.add(off["pid"])
+    unknown = cli(cwd, "restart", "nope")
+    assert unknown.returncode == 1 and "unknown instance-id 'nope'" in unknown.stderr
 
     down = cli(cwd, "down")
     assert down.returncode == 0, down.stderr
@@ -150,6 +176,50 @@ def test_user_errors_need_no_router(site):
     assert "known: fa, fb, off" in bad.stderr
     bad = cli(cwd, "up", "--backoff", "5", "1", "60")
     assert bad.returncode == 1 and "--backoff" in bad.stderr
+
+
+FAILS_LATE = """\
+import os, sys
+def main(args):
+    if os.environ.get("OCS_CORE_CHECK_ARGUMENTS"):
+        raise SystemExit(0)  # its arguments are fine: the trouble comes later, at start
+    print("connecting to the probe at /dev/ttyUSB9", flush=True)
+    print("error: no such device: /dev/ttyUSB9", file=sys.stderr, flush=True)
+    sys.exit(78)
+"""
+
+
+def test_up_checks_every_instance_first_and_lists_all_problems(tmp_path):
+    write_site_config(tmp_path, free_port(), [
+        {"agent-class": "FakeDataAgent", "instance-id": "good"},
+        {"agent-class": "Heeter", "instance-id": "typo-1"},
+        {"agent-class": "FakeDataAgent", "instance-id": "bad-mode", "arguments": ["--mode", "sideways"]},
+        {"agent-class": "FakeDataAgent", "instance-id": "docked", "manage": "docker"},
+    ], log_dir="logs")
+    result = cli(tmp_path, "up", timeout=60)
+    assert result.returncode == 1
+    assert "skipped: docked (manage: docker/up): docker-managed" in result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("ocs-core: error: 2 problems in ") and "nothing was started" in lines[0]
+    assert lines[1].startswith("  typo-1: unknown agent-class 'Heeter' (ocs-core's: ")
+    assert lines[2] == "  bad-mode: argument --mode: invalid choice: 'sideways' (choose from 'idle', 'acq')"
+    assert not (tmp_path / "run").exists() and not (tmp_path / "logs").exists()
+
+
+def test_a_configuration_error_at_start_is_shown_and_not_retried(tmp_path):
+    (tmp_path / "late.py").write_text(FAILS_LATE)
+    write_site_config(tmp_path, free_port(), [
+        {"agent-class": "late.py:main", "instance-id": "late"}], log_dir="logs")
+    try:
+        result = cli(tmp_path, "up", "--timeout", "60", timeout=90)
+        assert result.returncode == 1, result.stdout
+        assert "late: FAILED, not restarted: configuration error (exited with code 78)" in result.stderr
+        assert "    | error: no such device: /dev/ttyUSB9" in result.stderr  # the child's own lines
+        assert "failed with a configuration error (not restarted): late" in result.stderr
+        doc = state(tmp_path)
+        assert doc["agents"]["late"]["state"] == "failed" and doc["agents"]["late"]["restarts"] == 0
+    finally:
+        assert cli(tmp_path, "down").returncode == 0
 
 
 def test_up_fails_at_once_when_the_router_port_is_taken(tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import socket
 
 import pytest
@@ -272,16 +273,78 @@ def test_parse_args_adds_site_options_once():
         parse_args(None, parser, ["--crossbar-timeout", "-3"])
 
 
-def test_site_file_resolution_order(tmp_path, monkeypatch):
+# The precedence table of docs/site-and-router.md, row by row:
+# (--site-file, --site, $OCS_CONFIG_DIR, $OCS_SITE_FILE, ./site-config.yaml exists) -> file
+RESOLUTION = [
+    ("given.yaml", None, "/etc/ocs", "/x/env.yaml", True, "given.yaml"),
+    (None, "lab", "/etc/ocs", "/x/env.yaml", True, "/etc/ocs/lab.yaml"),
+    (None, None, "/etc/ocs", "/x/env.yaml", True, "/etc/ocs/default.yaml"),
+    (None, None, "/etc/ocs", None, True, "/etc/ocs/default.yaml"),
+    (None, None, None, "/x/env.yaml", True, "/x/env.yaml"),
+    (None, None, None, None, True, "site-config.yaml"),
+    (None, None, None, None, False, "site-config.yaml"),
+]
+
+
+@pytest.mark.parametrize("site_file,site,config_dir,env_file,local,expected", RESOLUTION)
+def test_site_file_precedence(tmp_path, monkeypatch, site_file, site, config_dir, env_file, local,
+                              expected):
     monkeypatch.chdir(tmp_path)
-    assert site_args.site_file_path(None) == site_args.Path("site-config.yaml")
-    monkeypatch.setenv("OCS_CONFIG_DIR", "/etc/ocs")
-    assert str(site_args.site_file_path(None)) == "/etc/ocs/default.yaml"  # ocs's default site
-    (tmp_path / "site-config.yaml").write_text("")
-    assert str(site_args.site_file_path(None)) == "site-config.yaml"  # ours exists: it wins
-    monkeypatch.setenv("OCS_SITE_FILE", "/x/env.yaml")
-    assert str(site_args.site_file_path(None)) == "/x/env.yaml"
-    assert str(site_args.site_file_path("given.yaml")) == "given.yaml"
+    if local:
+        (tmp_path / "site-config.yaml").write_text("")
+    for var, value in (("OCS_CONFIG_DIR", config_dir), ("OCS_SITE_FILE", env_file)):
+        if value:
+            monkeypatch.setenv(var, value)
+    assert str(site_args.site_file_path(site_file, site)) == expected
+
+
+@pytest.mark.parametrize("site_file,site,config_dir,message", [
+    ("a.yaml", "lab", "/etc/ocs", "give --site or --site-file, not both"),
+    (None, "lab", None, "--site lab: $OCS_CONFIG_DIR is not set"),
+    (None, "none", "/etc/ocs", "--site none (no site file) is not supported"),
+])
+def test_site_file_precedence_errors(monkeypatch, site_file, site, config_dir, message):
+    if config_dir:
+        monkeypatch.setenv("OCS_CONFIG_DIR", config_dir)
+    with pytest.raises(SiteConfigError) as info:
+        site_args.site_file_path(site_file, site)
+    assert message in str(info.value)
+
+
+def test_site_name_reaches_agents_and_clients(site_file, monkeypatch):
+    monkeypatch.setenv("OCS_CONFIG_DIR", str(site_file.parent))
+    site_file.rename(site_file.parent / "lab.yaml")
+    args = parse_args("FakeDataAgent", agent_parser(), ["--site", "lab", "--instance-id", "faker2"])
+    assert args.site_file == str((site_file.parent / "lab.yaml").resolve())
+    args = parse_args(None, None, ["--site", "lab"])
+    assert args.site_realm == "test_realm"
+
+
+# Which host: (--site-host, $SITE_HOST, who asks) -> host entry
+HOSTS = [
+    ("labhost", "other", "LabAgent", "labhost"),
+    (None, "labhost", "LabAgent", "labhost"),      # agents take $SITE_HOST, as ocs-agent-cli
+    (None, "labhost", None, "localhost"),          # clients do not, as ocs's clients
+    ("labhost", None, None, "labhost"),
+]
+
+
+@pytest.mark.parametrize("given,env,agent_class,expected", HOSTS)
+def test_site_host_precedence(site_file, monkeypatch, given, env, agent_class, expected):
+    monkeypatch.setattr(socket, "gethostname", lambda: "not-in-the-file")
+    if env:
+        monkeypatch.setenv("SITE_HOST", env)
+    argv = ["--site-file", str(site_file)] + (["--site-host", given] if given else [])
+    args = parse_args(agent_class, agent_parser(), argv)
+    assert args.site_host == expected
+
+
+def test_launcher_commands_take_site_host_from_the_environment(monkeypatch):
+    monkeypatch.setenv("SITE_HOST", "labhost")
+    assert site_args.site_host_default(None) == "labhost"
+    assert site_args.site_host_default("given") == "given"
+    monkeypatch.delenv("SITE_HOST")
+    assert site_args.site_host_default(None) is None
 
 
 def test_help_needs_no_site_file(tmp_path, monkeypatch, capsys):
@@ -291,3 +354,32 @@ def test_help_needs_no_site_file(tmp_path, monkeypatch, capsys):
     assert info.value.code == 0
     out = capsys.readouterr().out
     assert "--mode" in out and "--site-file" in out
+
+
+def test_an_unmodified_ocs_site_file_loads():
+    from pathlib import Path
+    cfg = load_site_config(Path(__file__).parent / "data" / "ocs-site.yaml")
+    local = cfg.hosts["localhost"]
+    assert local.agent_paths == ("/home/ocs/git/socs/agents",)
+    assert local.crossbar.config_dir == "./dot_crossbar/" and local.crossbar.bin is None
+    assert [i.manage for i in local.agent_instances] == [
+        "ignore", "host/up", "host/up", "host/up", "docker/up", "host/down"]
+    notes = local.unused_settings()
+    assert len(notes) == 2 and notes[0].startswith("agent-paths") and "crossbar config-dir" in notes[1]
+    assert cfg.hosts["ocs-docker"].unused_settings() == []
+
+
+@pytest.mark.parametrize("host_text,message", [
+    ("crossbar: {config-dir: x, port: 1}", "hosts.h.crossbar: unknown key 'port'"),
+    ("crossbar: {bin: 3}", "hosts.h.crossbar.bin: expected a path"),
+    ("agent-paths: {a: b}", "hosts.h.agent-paths: expected a list of directories"),
+])
+def test_ocs_host_keys_are_checked(host_text, message):
+    with pytest.raises(SiteConfigError, match=re.escape(message)):
+        parse_site_config(HUB + f"hosts:\n  h:\n    {host_text}\n")
+
+
+def test_explicit_null_manage_is_ocs_default():
+    cfg = parse_site_config(HUB + "hosts:\n  h:\n    agent-instances:\n"
+                                  "      - {agent-class: A, instance-id: a, manage: null}\n")
+    assert cfg.hosts["h"].instance("a").manage == "host/up"

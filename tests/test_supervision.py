@@ -109,3 +109,24 @@ def test_describe_exit():
     assert describe_exit(0) == "exited with code 0"
     assert describe_exit(-15) == "exited with code -15 (SIGTERM)"
     assert describe_exit(-200) == "exited with code -200"
+
+
+@pytest.mark.parametrize("code", [2, 78])
+def test_a_configuration_error_at_start_is_not_retried(code):
+    child = Child("typo-1")
+    start(child, 0.0)
+    [event] = child.exited(0.5, code)
+    assert event.kind == "failed" and "not restarted" in str(event)
+    assert child.state is ChildState.FAILED and not child.due(1000)
+    assert child.snapshot(1.0)["last_error"] == f"configuration error (exited with code {code})"
+    assert child.request_stop(2.0) is False and child.state is ChildState.FAILED
+    child.want(3.0)  # asked for again (ocs-core restart): starts at once
+    assert child.due(3.0) and child.failures == 0
+
+
+def test_exit_code_2_after_running_is_an_ordinary_crash():
+    child = Child("f1", BackoffPolicy(initial=1))
+    start(child, 0.0)
+    child.ready(0.5)
+    events = child.exited(5.0, 2)
+    assert [e.kind for e in events] == ["exited", "restarting"] and child.state is ChildState.BACKOFF

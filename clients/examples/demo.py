@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=60, help="measurements of the adaptive scan")
     parser.add_argument("--particles", type=int, default=20000)
     parser.add_argument("--png", default="demo-output/adaptive_scan.png")
-    parser.add_argument("--site-file", default=None)
+    parser.add_argument("--site-file", default=str(EXAMPLES.parent.parent / "site-config.yaml"),
+                        help="the demo's site file, named explicitly (default: the checkout's)")
     parser.add_argument("--run-dir", default="run")
     parser.add_argument("--port", type=int, default=os.environ.get("OCS_DEMO_PORT") or None,
                         help="router port; the agents' ports follow it (default: the site file's, "
@@ -50,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         from demo_ports import with_ports
         moved = Path(args.run_dir) / "site-config.yaml"
         moved.parent.mkdir(parents=True, exist_ok=True)
-        moved.write_text(with_ports(Path(args.site_file or "site-config.yaml").read_text(), int(args.port)))
+        moved.write_text(with_ports(Path(args.site_file).read_text(), int(args.port)))
         args.site_file = str(moved)
-    site = ["--site-file", args.site_file] if args.site_file else []
+    site = ["--site-file", args.site_file]
     ocs_core = [sys.executable, "-m", "ocs_core.cli"]
     Path(args.png).parent.mkdir(parents=True, exist_ok=True)
     common = ["--particles", str(args.particles)]

@@ -3,7 +3,8 @@
 A subcommand module defines ``register(subparsers, common)``: it adds its parser(s) with
 ``parents=[common]`` (the ``--site-file``/``--site-host`` options every subcommand takes)
 and sets ``func`` (``func(args) -> int``) as a default. Set ``extra_args=True`` as a default
-to receive unparsed trailing arguments as ``args.extra``. To add a subcommand, append its
+to receive unparsed trailing arguments as ``args.extra``, and ``launcher=True`` when the
+subcommand starts or controls agents (``--site-host`` then defaults to ``$SITE_HOST``). To add a subcommand, append its
 module to :data:`SUBCOMMANDS`.
 
 User errors (bad site file, unknown instance or agent class, router problems) print one line
@@ -18,6 +19,7 @@ import sys
 
 from ocs_core.site.discovery import AgentEntryError
 from ocs_core.router.process import RouterError
+from ocs_core.site.args import SITE_FILE_HELP, SITE_HELP, site_file_path, site_host_default
 from ocs_core.site.config import SiteConfigError
 
 __all__ = ["main", "build_parser", "common_options", "SUBCOMMANDS", "FAST_PATHS", "USER_ERRORS", "CliError"]
@@ -48,10 +50,11 @@ def common_options() -> argparse.ArgumentParser:
     """A parent parser with the options every subcommand takes."""
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("site")
-    group.add_argument("--site-file", metavar="PATH",
-                       help="site config file (default: $OCS_SITE_FILE, else ./site-config.yaml)")
+    group.add_argument("--site-file", metavar="PATH", help=SITE_FILE_HELP)
+    group.add_argument("--site", metavar="NAME", help=SITE_HELP)
     group.add_argument("--site-host", metavar="NAME",
-                       help="host entry of the site file (default: this machine, else 'localhost')")
+                       help="host entry of the site file (default: this machine, else 'localhost'; "
+                            "agent launchers: $SITE_HOST first)")
     return common
 
 
@@ -76,13 +79,17 @@ def main(argv: list[str] | None = None) -> int:
         _subparser(parser, args.command).error(f"unrecognized arguments: {' '.join(extra)}"
                                                + (f" ({hint})" if hint else ""))
     args.extra = extra
+    if getattr(args, "launcher", False):  # starts or controls agents: $SITE_HOST, as ocs-agent-cli
+        args.site_host = site_host_default(args.site_host)
     try:
+        if getattr(args, "site", None) is not None:  # --site NAME: one file for every subcommand
+            args.site_file, args.site = str(site_file_path(args.site_file, args.site)), None
         status = int(args.func(args) or 0)
         sys.stdout.flush()  # a pipe's reader that left shows here, not at interpreter exit
         return status
     except USER_ERRORS as exc:
         print(f"ocs-core: error: {exc}", file=sys.stderr)
-        return 1
+        return int(getattr(args, "user_error_status", 1))
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `ocs-core status | head`: the reader left; stop quietly

@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def _router(args: argparse.Namespace) -> Router:
-    cfg = load_site_config(site_file_path(args.site_file))
+    cfg = load_site_config(site_file_path(args.site_file, args.site))
     return Router(cfg.hub, Path(args.node_dir), log_path=getattr(args, "log_file", None),
                   loglevel=getattr(args, "loglevel", "warn"))
 

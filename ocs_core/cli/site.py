@@ -1,10 +1,12 @@
-"""``ocs-core up`` / ``ocs-core down`` and the site form of ``ocs-core status``.
+"""``ocs-core up`` / ``down`` / ``restart``: the site of this host, or some of its instances.
 
-``up`` starts a supervisor (:mod:`ocs_core.supervisor.launcher`) that runs the router and this host's
-agents; in the background by default (detached, returns once everything answers), or in
-the foreground with ``--foreground`` (Ctrl-C stops everything). ``down`` stops it and
-makes sure nothing is left. ``ocs-core status`` without an INSTANCE (registered by
-:mod:`clients.cli_commands`, which gathers heartbeats) calls :func:`site_status`.
+``up`` checks every instance first (:mod:`ocs_core.supervisor.precheck`) and refuses with all the
+problems listed; then it starts a supervisor (:mod:`ocs_core.supervisor.launcher`) that runs the
+router and this host's agents, in the background by default (it prints one line per agent as it
+becomes callable and returns once all are), or in the foreground with ``--foreground``. On a
+running site, ``up INSTANCE``, ``down INSTANCE`` and ``restart INSTANCE`` ask its supervisor
+(:mod:`ocs_core.supervisor.control`). ``down`` without instances stops everything and makes sure
+nothing is left. The site form of ``ocs-core status`` is :mod:`ocs_core.cli.site_status`.
 """
 from __future__ import annotations
 
@@ -14,21 +16,22 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ocs_core.cli.main import CliError
-from ocs_core.supervisor.launcher import (DEFAULT_RUN_DIR, SUPERVISOR_LOG, SitePlan, Supervisor, instance_ready, is_wamp_agent,
-                               child_env, plan_site, read_json, router_answers, supervisor_info)
-from ocs_core.supervisor.process_group import group_alive, same_process, signal_group
-from ocs_core.site.args import site_file_path
-from ocs_core.site.config import load_site_config
+from ocs_core.cli.site_managed import Routes, control_via_managers, route_instances
+from ocs_core.cli.site_progress import Outcome, wait_for_site
 from ocs_core.runtime.backoff import BackoffPolicy
+from ocs_core.site.args import site_file_path, site_host_default
+from ocs_core.site.config import load_site_config
+from ocs_core.supervisor.control import ControlError, send_request
+from ocs_core.supervisor.launcher import Supervisor
+from ocs_core.supervisor.plan import (DEFAULT_RUN_DIR, SUPERVISOR_LOG, SitePlan, child_env, plan_site,
+                                      read_json, supervisor_info)
+from ocs_core.supervisor.precheck import check_plan
+from ocs_core.supervisor.process_group import group_alive, same_process, signal_group
 
-__all__ = ["register", "run_up", "run_down", "site_status", "add_run_dir"]
-
-_POLL = 0.2
+__all__ = ["register", "run_up", "run_down", "run_restart", "add_run_dir"]
 
 
 def add_run_dir(parser: argparse.ArgumentParser) -> None:
@@ -38,16 +41,18 @@ def add_run_dir(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    """Add ``up`` and ``down``."""
+    """Add ``up``, ``down`` and ``restart``."""
     up = subparsers.add_parser(
         "up", parents=[common], help="start the router and this host's agents, supervised",
-        description="Start the router and every agent instance of this host (or the named ones), "
-                    "restarting agents that die. Returns once all answer, unless --foreground.")
+        description="Check every instance, then start the router and every agent instance of this "
+                    "host (or the named ones), restarting agents that die. Returns once all answer, "
+                    "unless --foreground. On a running site, starts the named instances.")
     up.add_argument("instances", nargs="*", metavar="INSTANCE",
                     help="instance-ids to run (default: every 'manage: host/up' instance of the host)")
     add_run_dir(up)
     up.add_argument("--foreground", action="store_true", help="supervise in this process until Ctrl-C")
     up.add_argument("--no-router", action="store_true", help="do not run a router (it runs elsewhere)")
+    up.add_argument("--no-check", action="store_true", help=argparse.SUPPRESS)  # the supervisor's own
     up.add_argument("--timeout", type=float, default=60.0, metavar="S",
                     help="seconds to wait for the router and agents to answer (default: 60)")
     up.add_argument("--stop-timeout", type=float, default=10.0, metavar="S",
@@ -56,17 +61,28 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                     metavar=("FIRST", "MAX", "RESET"),
                     help="restart delay: first, maximum (it doubles), and the uptime that resets it "
                          "(default: 1 30 60)")
-    up.set_defaults(func=run_up)
-    down = subparsers.add_parser("down", parents=[common], help="stop what `ocs-core up` started")
+    up.set_defaults(func=run_up, launcher=True)
+    down = subparsers.add_parser("down", parents=[common],
+                                 help="stop what `ocs-core up` started (or the named instances)")
+    down.add_argument("instances", nargs="*", metavar="INSTANCE",
+                      help="instance-ids to stop (default: the whole site, router included)")
     add_run_dir(down)
     down.add_argument("--timeout", type=float, default=30.0, metavar="S",
                       help="seconds to wait for a clean stop before SIGKILL (default: 30)")
-    down.set_defaults(func=run_down)
+    down.set_defaults(func=run_down, launcher=True)
+    restart = subparsers.add_parser("restart", parents=[common],
+                                    help="restart instances of a running site")
+    restart.add_argument("instances", nargs="+", metavar="INSTANCE")
+    add_run_dir(restart)
+    restart.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                         help="seconds to wait for the instances to answer again (default: 60)")
+    restart.set_defaults(func=run_restart, launcher=True)
 
 
 def _plan(args: argparse.Namespace, instances: list[str] | None = None) -> SitePlan:
-    return plan_site(site_file_path(args.site_file), args.site_host, args.run_dir, instances,
-                     with_router=not getattr(args, "no_router", False))
+    args.site_host = site_host_default(args.site_host)
+    return plan_site(site_file_path(args.site_file, getattr(args, "site", None)), args.site_host,
+                     args.run_dir, instances, with_router=not getattr(args, "no_router", False))
 
 
 def _policy(args: argparse.Namespace) -> BackoffPolicy:
@@ -77,28 +93,62 @@ def _policy(args: argparse.Namespace) -> BackoffPolicy:
         raise CliError(f"--backoff: {exc}") from None
 
 
-def _tail(path: Path, lines: int = 6) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return ""
-    return " | ".join(line.strip() for line in text[-lines:] if line.strip())
+def _check(plan: SitePlan, instances: list[str] | None = None) -> None:
+    """Print what is skipped or unused, then refuse with every problem of the instances."""
+    if plan.skipped:
+        print(f"skipped: {', '.join(f'{k} ({v})' for k, v in plan.skipped.items())}: docker-managed "
+              f"instances are started by docker compose (ocs's HostManager), not by ocs-core up",
+              flush=True)
+    if plan.notes:
+        print(f"note: host {plan.site_host!r}: {'; '.join(plan.notes)}: read, not used", flush=True)
+    result = check_plan(plan, instances if instances is not None else plan.instances + list(plan.managed))
+    for note in result.notes:
+        print(f"note: {note}", flush=True)
+    if result.problems:
+        count = len(result.problems)
+        raise CliError(f"{count} problem{'s' if count > 1 else ''} in {plan.site_file} (host "
+                       f"{plan.site_host!r}); nothing was started:\n  " + "\n  ".join(result.problems))
+
+
+def _routed(args: argparse.Namespace, action: str) -> int | None:
+    """Hand the named instances that host managers run to them; leave the rest in
+    ``args.instances``. Returns an exit status when nothing is left for this host."""
+    if not args.instances:
+        return None
+    args.site_host = site_host_default(args.site_host)
+    cfg = load_site_config(site_file_path(args.site_file, getattr(args, "site", None)))
+    host = cfg.host(args.site_host)
+    routes: Routes = route_instances(cfg, host.name, cfg.hub_for(host), list(args.instances))
+    status = 0
+    if routes.managers:
+        status = control_via_managers(cfg.hub_for(host), routes.managers, action, args.timeout)
+    args.instances = routes.local
+    return status if not routes.local else None
 
 
 # -- up ------------------------------------------------------------------------------------
 def run_up(args: argparse.Namespace) -> int:
-    """Start the site: supervise in the foreground, or detach a supervisor and wait for it."""
-    plan = _plan(args, args.instances)
+    """Start the site (or, on a running site, the named instances)."""
     policy = _policy(args)
+    routed = _routed(args, "up")
+    if routed is not None:
+        return routed
+    plan = _plan(args, args.instances)
     running = supervisor_info(plan)
     if running is not None:
-        raise CliError(f"the site is already up (supervisor pid {running['pid']}, run dir "
-                       f"{plan.run_dir}); run `ocs-core down` first")
+        if not args.instances:
+            raise CliError(f"the site is already up (supervisor pid {running['pid']}, run dir "
+                           f"{plan.run_dir}); `ocs-core up INSTANCE` starts one more instance, "
+                           f"`ocs-core restart INSTANCE` restarts one, `ocs-core down` stops all")
+        _check(plan)
+        return _control(args, plan, "up")
     if plan.with_router:
         router = plan.router()
         if router.is_running():
             raise CliError(f"a router is already running from {plan.node_dir} (pid {router.pid}); "
                            f"stop it with `ocs-core router stop` or pass --no-router")
+    if not args.no_check:
+        _check(plan)
     if args.foreground:
         return Supervisor(plan, policy, stop_timeout=args.stop_timeout,
                           router_timeout=min(args.timeout, 30.0)).run()
@@ -108,84 +158,113 @@ def run_up(args: argparse.Namespace) -> int:
 def _up_background(args: argparse.Namespace, plan: SitePlan) -> int:
     plan.log_dir.mkdir(parents=True, exist_ok=True)
     log_path = plan.log_dir / SUPERVISOR_LOG
-    cmd = [sys.executable, "-m", "ocs_core.cli", "up", "--foreground", "--site-file", str(plan.site_file),
-           "--site-host", plan.site_host, "--run-dir", str(plan.run_dir), "--timeout", str(args.timeout),
+    cmd = [sys.executable, "-m", "ocs_core.cli", "up", "--foreground", "--no-check",
+           "--site-file", str(plan.site_file), "--site-host", plan.site_host,
+           "--run-dir", str(plan.run_dir), "--timeout", str(args.timeout),
            "--stop-timeout", str(args.stop_timeout), "--backoff", *[str(x) for x in args.backoff]]
     cmd += (["--no-router"] if not plan.with_router else []) + list(plan.instances)
     with open(log_path, "ab") as log, open(os.devnull, "rb") as null:
         proc = subprocess.Popen(cmd, stdin=null, stdout=log, stderr=subprocess.STDOUT, env=child_env(),
                                 start_new_session=True, close_fds=True)
+    print(f"starting: {'router, ' if plan.with_router else ''}{', '.join(plan.instances) or 'no agents'} "
+          f"(supervisor pid {proc.pid}, logs in {plan.log_dir})", flush=True)
     try:
-        return _wait_up(args, plan, proc, log_path)
+        outcome = wait_for_site(plan, plan.instances, args.timeout, with_router=plan.with_router,
+                                proc=proc, log_path=log_path, managed=plan.managed)
     except KeyboardInterrupt:
         proc.returncode = 0  # detached on purpose
         print(f"\ninterrupted: the site keeps starting in the background (supervisor pid {proc.pid}); "
               f"`ocs-core down` stops it", file=sys.stderr)
         return 130
-
-
-def _wait_up(args: argparse.Namespace, plan: SitePlan, proc: subprocess.Popen, log_path: Path) -> int:
-    deadline = time.monotonic() + args.timeout
-    pending = (["router"] if plan.with_router else []) + list(plan.instances)
-    while pending:
-        if proc.poll() is not None:
-            raise CliError(f"the supervisor exited with status {proc.returncode}; "
-                           f"log {log_path}: {_tail(log_path)}")
-        if pending[0] == "router":
-            if router_answers(plan.hub):
-                pending.pop(0)
-            else:
-                _fail_fast_on_router_error(plan, proc)
-        else:
-            pending = [name for name in pending if not instance_ready(plan, name, timeout=1.0)]
-        if pending and time.monotonic() >= deadline:
-            return _report_not_up(plan, pending, proc.pid, log_path, args.timeout)
-        if pending:
-            time.sleep(_POLL)
     proc.returncode = 0  # detached on purpose: no "still running" warning at exit
-    state = read_json(plan.state_path) or {}
-    agents = state.get("agents", {})
-    parts = [f"{name} (pid {agents.get(name, {}).get('pid')})" for name in plan.instances]
+    if outcome.pending or outcome.failed:
+        return _report(plan, outcome, args.timeout, proc.pid)
     where = (f"router at {plan.hub.wamp_server}" if plan.with_router
              else f"router {plan.hub.wamp_server} not ours")
+    state = (read_json(plan.state_path) or {}).get("agents", {})
+    parts = [f"{name} (pid {state.get(name, {}).get('pid')})" for name in plan.instances]
+    parts += [f"{name} (via {manager})" for name, manager in plan.managed.items()]
     print(f"site up: {where}; agents: {', '.join(parts) or 'none'}; supervisor pid {proc.pid}, "
           f"logs in {plan.log_dir}; `ocs-core down` stops it", flush=True)
     return 0
 
 
-def _fail_fast_on_router_error(plan: SitePlan, proc: subprocess.Popen) -> None:
-    """The router could not even be started (port taken, crossbar missing): retrying cannot
-    help a user waiting on ``up``, so stop the supervisor and say why at once."""
-    info = (read_json(plan.state_path) or {}).get("router") or {}
-    error = info.get("last_error")
-    if not error or info.get("state") != "backoff":
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    raise CliError(f"the router did not start: {error}; nothing was left running")
-
-
-def _report_not_up(plan: SitePlan, pending: list[str], pid: int, log_path: Path, timeout: float) -> int:
+def _report(plan: SitePlan, outcome: Outcome, timeout: float, pid: int | None) -> int:
     state = read_json(plan.state_path) or {}
     details = []
-    for name in pending:
+    for name in outcome.pending:
         info = (state.get("router") if name == "router" else state.get("agents", {}).get(name)) or {}
         extra = f", last exit {info['last_exit']}" if info.get("last_exit") is not None else ""
         extra += f", {info['last_error']}" if info.get("last_error") else ""
-        where = log_path if name == "router" else plan.log_dir / f"{name}.out"
+        where = plan.log_dir / (SUPERVISOR_LOG if name == "router" else f"{name}.out")
         details.append(f"{name} ({info.get('state', 'unknown')}, {info.get('restarts', 0)} restarts{extra}; "
                        f"see {where})")
-    print(f"ocs-core: error: not up within {timeout:g} s: {'; '.join(details)}. The supervisor "
-          f"(pid {pid}) keeps retrying; `ocs-core down` stops everything", file=sys.stderr, flush=True)
+    parts = []
+    if outcome.failed:
+        parts.append(f"failed with a configuration error (not restarted): {', '.join(outcome.failed)}")
+    if details:
+        parts.append(f"not up within {timeout:g} s: {'; '.join(details)}")
+    sup = f"the supervisor (pid {pid})" if pid else "the supervisor"
+    print(f"ocs-core: error: {'; '.join(parts)}. {sup} keeps running the rest; fix the site file and "
+          f"`ocs-core restart INSTANCE`, or `ocs-core down` stops everything", file=sys.stderr, flush=True)
     return 1
+
+
+def _control(args: argparse.Namespace, plan: SitePlan, action: str) -> int:
+    """Send a request to the running supervisor, print its reply, wait for the instances."""
+    try:
+        reply = send_request(plan.run_dir, action, list(args.instances))
+    except ControlError as exc:
+        raise CliError(str(exc)) from None
+    for line in reply.get("lines", []):
+        print(line, flush=True)
+    if not reply.get("ok"):
+        return 1
+    if action == "down":
+        return _wait_stopped(plan, list(args.instances), args.timeout)
+    outcome = wait_for_site(plan, list(args.instances), args.timeout)
+    if outcome.pending or outcome.failed:
+        return _report(plan, outcome, args.timeout, None)
+    return 0
+
+
+def _wait_stopped(plan: SitePlan, names: list[str], timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        agents = (read_json(plan.state_path) or {}).get("agents", {})
+        left = [n for n in names if (agents.get(n) or {}).get("state") not in ("stopped", "failed")]
+        if not left:
+            print(f"stopped: {', '.join(names)}", flush=True)
+            return 0
+        if time.monotonic() >= deadline:
+            print(f"ocs-core: error: still stopping after {timeout:g} s: {', '.join(left)}", file=sys.stderr)
+            return 1
+        time.sleep(0.1)
+
+
+def run_restart(args: argparse.Namespace) -> int:
+    """Restart instances of a running site."""
+    routed = _routed(args, "restart")
+    if routed is not None:
+        return routed
+    plan = _plan(args, args.instances)
+    if supervisor_info(plan) is None:
+        raise CliError(f"the site is not up (run dir {plan.run_dir}); `ocs-core up` starts it")
+    _check(plan)
+    return _control(args, plan, "restart")
 
 
 # -- down ----------------------------------------------------------------------------------
 def run_down(args: argparse.Namespace) -> int:
-    """Stop the supervisor, then make sure no agent or router process is left."""
+    """Stop the named instances, or the supervisor and then make sure nothing is left."""
+    routed = _routed(args, "down")
+    if routed is not None:
+        return routed
+    if args.instances:
+        plan = _plan(args)
+        if supervisor_info(plan) is None:
+            raise CliError(f"the site is not up (run dir {plan.run_dir}): nothing to stop")
+        return _control(args, plan, "down")
     plan = _plan(args)
     state = read_json(plan.state_path) or {}
     sup = supervisor_info(plan)
@@ -238,65 +317,3 @@ def _leftover_groups(state: dict[str, Any], trusted: bool) -> list[tuple[str, in
         if (trusted or same_process(pgid, info.get("proc_start"))) and group_alive(pgid):
             found.append((name, pgid))
     return found
-
-
-# -- status --------------------------------------------------------------------------------
-Heartbeats = Callable[[Any, float], "tuple[int, dict[str, tuple[float, dict]]]"]
-
-
-def site_status(args: argparse.Namespace, gather: Heartbeats, live_window: float = 5.0) -> int:
-    """Print the router, the supervisor and every instance of this host; 0 when all is up.
-
-    Args:
-        args: ``site_file``, ``site_host``, ``run_dir``, ``listen_time``.
-        gather: ``gather(hub, seconds) -> (status, {address: (time, op codes)})`` collecting
-            heartbeats (clients.cli_commands.gather_heartbeats).
-        live_window: seconds within which a heartbeat means alive.
-    """
-    plan = _plan(args)
-    host = load_site_config(plan.site_file).host(args.site_host)
-    state = read_json(plan.state_path) or {}
-    sup = supervisor_info(plan)
-    router = plan.router()
-    up = router_answers(plan.hub)
-    rpid = router.pid
-    print(f"router      {'up' if up else 'down':5} " + (f"pid {rpid}, " if rpid else "")
-          + f"{plan.hub.wamp_http}" + ("" if up or not rpid else " (process runs but does not answer)"))
-    if sup is not None:
-        since = time.strftime("%H:%M:%S", time.localtime(sup.get("started", 0)))
-        logs = state.get("log_dir", plan.log_dir)
-        print(f"supervisor  up    pid {sup['pid']} since {since}, logs in {logs}")
-    else:
-        print(f"supervisor  down  (run dir {plan.run_dir})")
-    beats: dict[str, tuple[float, dict]] = {}
-    if up:
-        code, beats = gather(plan.hub, getattr(args, "listen_time", 1.5))
-        if code:
-            return code
-    now = time.time()
-    agents = state.get("agents", {}) if sup is not None else {}
-    rows, ok = [], up and (sup is not None or not agents)
-    for inst in host.agent_instances:
-        seen = beats.get(plan.address(inst.instance_id))
-        if is_wamp_agent(inst.agent_class):
-            alive = seen is not None and now - seen[0] <= live_window
-        else:  # a plain server (no heartbeat): ask its own readiness probe
-            alive = up and instance_ready(replace(plan, arguments={inst.instance_id: list(inst.arguments)},
-                                                  classes={inst.instance_id: inst.agent_class}),
-                                          inst.instance_id)
-        info = agents.get(inst.instance_id) or {}
-        if inst.instance_id in agents and not alive:
-            ok = False
-        rows.append((inst.instance_id, inst.agent_class, "yes" if alive else "no",
-                     info.get("state", "-"), info.get("pid") or "-",
-                     info.get("restarts", "-") if info else "-"))
-    _table(["instance", "class", "alive", "supervised", "pid", "restarts"], rows)
-    return 0 if ok else 1
-
-
-def _table(header: list[str], rows: list[tuple]) -> None:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    fmt = "  ".join(f"{{:{w}}}" for w in widths)
-    print(fmt.format(*header))
-    for row in rows:
-        print(fmt.format(*[str(x) for x in row]))

@@ -427,12 +427,18 @@ class OCSAgent:
         os._exit(self.exit_code)
 
 
+#: Same names as ocs_core.site.args.CHECK_ENV / CHECKED (runtime does not import site).
+_CHECK_ENV, _CHECKED = "OCS_CORE_CHECK_ARGUMENTS", "ocs-core: arguments checked"
+
+
 def init_site_agent(args: Any, agent_class: str, log_level: str | None = None) -> OCSAgent:
     """Make an agent from parsed site arguments and start its logging.
 
     Logs go to stderr and to ``<log-dir>/<address>.log`` when the host has a log directory.
     """
     config = AgentConfig.from_args(args, agent_class=agent_class)
+    if os.environ.get(_CHECK_ENV):  # ``ocs-core up``'s check of the arguments: they are fine
+        raise SystemExit(_CHECKED)
     log_dir = getattr(args, "log_dir", None)
     log_file = os.path.join(log_dir, f"{config.address}.log") if log_dir else None
     start_logging(level=log_level or os.environ.get("LOGLEVEL", "info"), log_file=log_file,

@@ -21,11 +21,13 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Mapping
 
 from ocs_core.site.config import HostConfig, InstanceConfig, SiteConfig, SiteConfigError, load_site_config
 
 __all__ = ["add_arguments", "parse_args", "agent_address", "merge_arguments", "split_groups",
-           "site_file_path", "ENV_FLAGS", "CONTROL", "HOST_ONLY", "DEFAULT_SITE_FILE"]
+           "site_file_path", "site_host_default", "ENV_FLAGS", "CONTROL", "HOST_ONLY",
+           "DEFAULT_SITE_FILE", "SITE_FILE_HELP", "SITE_HELP", "CHECK_ENV", "CHECKED"]
 
 #: ``agent_class`` values with special meaning: a client (no host or instance needed) and a
 #: host-level tool (host matching only).
@@ -41,6 +43,14 @@ ENV_FLAGS = {
     "CROSSBAR_TIMEOUT": "--crossbar-timeout",
 }
 _OPTION = re.compile(r"^--?[A-Za-z]")
+#: Set by ``ocs-core up``'s check of every instance (ocs_core.supervisor.precheck): ``parse`` makes
+#: an agent's parse_args, ``init`` its init_site_agent, raise ``SystemExit(CHECKED)`` instead of
+#: going on (runtime.agent has the same two names: the layers do not import each other).
+CHECK_ENV = "OCS_CORE_CHECK_ARGUMENTS"
+CHECKED = "ocs-core: arguments checked"
+SITE_FILE_HELP = ("site config file (default: $OCS_CONFIG_DIR/default.yaml when $OCS_CONFIG_DIR "
+                  "is set, else $OCS_SITE_FILE, else ./site-config.yaml)")
+SITE_HELP = "site name, as in ocs: the site file is $OCS_CONFIG_DIR/NAME.yaml"
 
 
 def _timeout(text: str) -> float:
@@ -74,11 +84,11 @@ def add_arguments(parser: argparse.ArgumentParser | None = None) -> argparse.Arg
     if parser is None:
         parser = argparse.ArgumentParser(formatter_class=DefaultsHelpFormatter)
     group = parser.add_argument_group("site configuration")
-    group.add_argument("--site-file", metavar="PATH",
-                       help="site config file (default: $OCS_SITE_FILE, else ./site-config.yaml)")
+    group.add_argument("--site-file", metavar="PATH", help=SITE_FILE_HELP)
+    group.add_argument("--site", metavar="NAME", help=SITE_HELP)
     group.add_argument("--site-host", metavar="NAME",
-                       help="host entry to use (default: $SITE_HOST, else this machine's name, "
-                            "else 'localhost')")
+                       help="host entry to use (default for agents: $SITE_HOST, else this "
+                            "machine's name, else 'localhost')")
     group.add_argument("--site-hub", metavar="URL", help="router websocket URL (overrides hub.wamp_server)")
     group.add_argument("--site-http", metavar="URL", help="router HTTP bridge URL (overrides hub.wamp_http)")
     group.add_argument("--site-realm", metavar="REALM", help="WAMP realm (overrides hub.wamp_realm)")
@@ -94,19 +104,44 @@ def add_arguments(parser: argparse.ArgumentParser | None = None) -> argparse.Arg
     return parser
 
 
-def site_file_path(value: str | os.PathLike | None) -> Path:
-    """The site file to use: ``value``, else ``$OCS_SITE_FILE``, else ``./site-config.yaml``.
+def site_file_path(value: str | os.PathLike | None, site: str | None = None,
+                   environ: Mapping[str, str] | None = None) -> Path:
+    """The site file to use (docs/site-and-router.md has the table).
 
-    For ocs users: when none of these is given or exists and ``$OCS_CONFIG_DIR`` is set, its
-    ``default.yaml`` (ocs's default site) is used.
+    ``--site-file`` (``value``), else ``--site NAME`` (``$OCS_CONFIG_DIR/NAME.yaml``), else, when
+    ``$OCS_CONFIG_DIR`` is set, ``$OCS_CONFIG_DIR/default.yaml`` (ocs's rule: ocs's tools and
+    ocs-core in one shell use one site), else ``$OCS_SITE_FILE``, else ``./site-config.yaml``.
+
+    Raises:
+        SiteConfigError: both ``--site`` and ``--site-file``; ``--site`` without
+            ``$OCS_CONFIG_DIR``; ``--site none``.
     """
-    chosen = value or os.environ.get("OCS_SITE_FILE")
-    if chosen:
-        return Path(chosen)
-    config_dir = os.environ.get("OCS_CONFIG_DIR")
-    if config_dir and not Path(DEFAULT_SITE_FILE).exists():
+    environ = os.environ if environ is None else environ
+    config_dir = environ.get("OCS_CONFIG_DIR")
+    if site is not None:
+        if value:
+            raise SiteConfigError(f"give --site or --site-file, not both (--site {site}, "
+                                  f"--site-file {value})")
+        if site == "none":
+            raise SiteConfigError("--site none (no site file) is not supported: ocs-core reads "
+                                  "its hub and hosts from a site file; pass --site-file PATH")
+        if not config_dir:
+            raise SiteConfigError(f"--site {site}: $OCS_CONFIG_DIR is not set (the site is "
+                                  f"$OCS_CONFIG_DIR/{site}.yaml); set it or pass --site-file PATH")
+        return Path(config_dir) / f"{site}.yaml"
+    if value:
+        return Path(value)
+    if config_dir:
         return Path(config_dir) / "default.yaml"
-    return Path(DEFAULT_SITE_FILE)
+    chosen = environ.get("OCS_SITE_FILE")
+    return Path(chosen) if chosen else Path(DEFAULT_SITE_FILE)
+
+
+def site_host_default(value: str | None, environ: Mapping[str, str] | None = None) -> str | None:
+    """``--site-host`` as agent launchers take it (ocs's ``ocs-agent-cli``): ``value``, else
+    ``$SITE_HOST``, else None (this machine's name, else ``localhost``, is matched later)."""
+    environ = os.environ if environ is None else environ
+    return value or environ.get("SITE_HOST") or None
 
 
 def agent_address(args: argparse.Namespace) -> str:
@@ -201,7 +236,7 @@ def _has_site_options(parser: argparse.ArgumentParser) -> bool:
 
 
 def _load(args: argparse.Namespace, control: bool) -> SiteConfig | None:
-    path = site_file_path(args.site_file)
+    path = site_file_path(args.site_file, args.site)
     complete = all(getattr(args, k) for k in ("site_hub", "site_http", "site_realm", "address_root"))
     if control and complete and not path.exists():
         return None
@@ -255,12 +290,13 @@ def parse_args(agent_class: str | None, parser: argparse.ArgumentParser | None =
     argv = list(sys.argv[1:] if args is None else args)
     if "-h" in argv or "--help" in argv:  # help needs no site file
         parser.parse_args(argv)
-    argv = _env_tokens(argv) + argv
+    control = agent_class in (None, CONTROL)
+    if not control:  # as ocs-agent-cli: the environment stands for options of agents only
+        argv = _env_tokens(argv) + argv
     pre = _preparse(argv)
     if pre is None:
         parser.parse_args(argv)  # exits with argparse's own message
         raise SiteConfigError(f"invalid site options: {argv}")
-    control = agent_class in (None, CONTROL)
     cfg = _load(pre, control)
 
     host: HostConfig | None = None
@@ -277,6 +313,8 @@ def parse_args(agent_class: str | None, parser: argparse.ArgumentParser | None =
     _fill(ns, cfg, host)
     if not hasattr(ns, "agent_class"):
         ns.agent_class = agent_class
+    if not control and os.environ.get(CHECK_ENV) == "parse":
+        raise SystemExit(CHECKED)  # ``ocs-core up``'s check: the arguments parse, go no further
     return ns
 
 

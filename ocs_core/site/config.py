@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import yaml
 
 __all__ = [
-    "SiteConfigError", "SiteConfig", "HubConfig", "HostConfig", "InstanceConfig",
+    "SiteConfigError", "SiteConfig", "HubConfig", "HostConfig", "InstanceConfig", "CrossbarSettings",
     "load_site_config", "parse_site_config", "MANAGE_ALIASES", "MANAGE_MODES",
 ]
 
@@ -41,13 +41,15 @@ MANAGE_MODES = ("host/up", "host/down", "docker/up", "docker/down", "ignore")
 MANAGE_ALIASES: dict[Any, str] = {
     "yes": "host/up", True: "host/up", "no": "ignore", False: "ignore",
     "docker": "docker/up", "host": "host/up", "up": "host/up", "down": "host/down",
+    None: "host/up",
 }
 
 _HUB_KEYS = ("wamp_server", "wamp_http", "wamp_realm", "address_root", "access_policy",
              "registry_address")
 _WAMP_KEYS = ("wamp_server", "wamp_http", "wamp_realm")
 _HOST_KEYS = ("agent-instances", "log-dir", "crossbar_timeout", "crossbar-timeout",
-              "crossbar") + _WAMP_KEYS
+              "crossbar", "agent-paths") + _WAMP_KEYS
+_CROSSBAR_KEYS = ("config-dir", "bin")
 _INSTANCE_KEYS = ("agent-class", "instance-id", "arguments", "manage")
 # One WAMP URI component: no dots, no whitespace, not empty.
 _COMPONENT = re.compile(r"^[^\s.#]+$")
@@ -80,6 +82,16 @@ class InstanceConfig:
 
 
 @dataclass(frozen=True)
+class CrossbarSettings:
+    """A host's ``crossbar`` entry (ocs: this host runs the router; ``config-dir`` and ``bin``
+    are how ocs's ``ocsbow`` starts it). ocs-core renders crossbar's config from the hub and runs
+    the crossbar of its own environment, so both keys are read and reported, not used."""
+
+    config_dir: str | None = None
+    bin: str | None = None
+
+
+@dataclass(frozen=True)
 class HostConfig:
     """One host entry: its agent instances, log directory and optional hub overrides."""
 
@@ -90,6 +102,21 @@ class HostConfig:
     wamp_server: str | None = None
     wamp_http: str | None = None
     wamp_realm: str | None = None
+    #: ocs's (deprecated) directories of agent scripts; agent classes come from entry points here.
+    agent_paths: tuple[str, ...] = ()
+    crossbar: CrossbarSettings | None = None
+
+    def unused_settings(self) -> list[str]:
+        """The ocs keys of this host that ocs-core reads but does not act on, one text each."""
+        notes = []
+        if self.agent_paths:
+            notes.append("agent-paths (agent classes come from entry points, ocs plugins or "
+                         "module:function)")
+        if self.crossbar is not None and (self.crossbar.config_dir or self.crossbar.bin):
+            keys = [k for k, v in (("config-dir", self.crossbar.config_dir),
+                                   ("bin", self.crossbar.bin)) if v]
+            notes.append(f"crossbar {'/'.join(keys)} (the router's config is rendered from hub)")
+        return notes
 
     def instance(self, instance_id: str) -> InstanceConfig | None:
         """Return the instance with this id, or None."""
@@ -151,7 +178,7 @@ def load_site_config(path: str | Path) -> SiteConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SiteConfigError(f"{path}: site file not found (set --site-file or OCS_SITE_FILE)") from None
+        raise SiteConfigError(f"{path}: site file not found (pass --site-file PATH, or --site NAME for $OCS_CONFIG_DIR/NAME.yaml)") from None
     except OSError as exc:
         raise SiteConfigError(f"{path}: cannot read site file: {exc.strerror}") from None
     return parse_site_config(text, path)
@@ -332,10 +359,22 @@ class _Validator:
                     overrides[k] = self.url(entry[k], f"{key}.{k}", ("http", "https"))
                 else:
                     overrides[k] = self.string(entry[k], f"{key}.{k}", _URI, "a realm name")
+        crossbar = None
         if entry.get("crossbar") is not None:
-            self.mapping(entry["crossbar"], f"{key}.crossbar")
+            cb = self.mapping(entry["crossbar"], f"{key}.crossbar")
+            self.known_keys(cb, f"{key}.crossbar", _CROSSBAR_KEYS)
+            values = {k: None if cb.get(k) is None else self.string(cb[k], f"{key}.crossbar.{k}",
+                                                                     what="a path")
+                      for k in _CROSSBAR_KEYS}
+            crossbar = CrossbarSettings(config_dir=values["config-dir"], bin=values["bin"])
+        paths = entry.get("agent-paths") or []
+        if isinstance(paths, str):
+            paths = [paths]
+        if not isinstance(paths, list):
+            raise self.fail(f"{key}.agent-paths", "a list of directories", paths)
+        paths = tuple(self.string(p, f"{key}.agent-paths", what="directory paths") for p in paths)
         return HostConfig(name=name, agent_instances=instances, log_dir=log_dir,
-                          crossbar_timeout=timeout, **overrides)
+                          crossbar_timeout=timeout, agent_paths=paths, crossbar=crossbar, **overrides)
 
     def instance(self, key: str, value: Any) -> InstanceConfig:
         inst = self.mapping(value, key)

@@ -11,7 +11,9 @@ passes the current time to every method, spawns and signals processes, and logs 
 
 Every exit that was not asked for schedules a restart after a delay that doubles from
 ``initial`` up to ``maximum``; a child that stayed up ``reset_after`` seconds before it
-died starts again from ``initial``.
+died starts again from ``initial``. A child that exits while starting with a configuration or
+usage error (:data:`CONFIG_ERROR_CODES`: argparse's 2, ``ocs-core agent``'s 78) cannot succeed by
+retrying: it goes to ``failed`` and stays there until wanted again.
 """
 from __future__ import annotations
 
@@ -22,7 +24,10 @@ from typing import Any
 
 from ocs_core.runtime.backoff import BackoffPolicy
 
-__all__ = ["ChildState", "Event", "Child", "describe_exit"]
+__all__ = ["ChildState", "Event", "Child", "describe_exit", "CONFIG_ERROR_CODES"]
+
+#: Exit codes that mean "fix the configuration": argparse's usage error, sysexits' EX_CONFIG.
+CONFIG_ERROR_CODES = (2, 78)
 
 
 class ChildState(str, enum.Enum):
@@ -33,6 +38,7 @@ class ChildState(str, enum.Enum):
     STARTING = "starting"
     RUNNING = "running"
     STOPPING = "stopping"
+    FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -40,7 +46,7 @@ class Event:
     """One thing that happened to a child; ``str(event)`` is its log line (without a time)."""
 
     name: str
-    kind: str  # started, running, exited, restarting, stopping, stopped, spawn-failed
+    kind: str  # started, running, exited, restarting, stopping, stopped, spawn-failed, failed
     text: str
 
     def __str__(self) -> str:
@@ -110,8 +116,10 @@ class Child:
 
     # -- transitions -----------------------------------------------------------------------
     def want(self, now: float) -> None:
-        """Ask for the child to run: a stopped child becomes due at once."""
-        if self.state is ChildState.STOPPED:
+        """Ask for the child to run: a stopped (or failed) child becomes due at once."""
+        if self.state in (ChildState.STOPPED, ChildState.FAILED):
+            if self.state is ChildState.FAILED:
+                self.failures = 0
             self.state, self.next_start = ChildState.BACKOFF, now
 
     def spawned(self, now: float, pid: int) -> Event:
@@ -150,6 +158,11 @@ class Child:
         if self.state is ChildState.STOPPING:
             self.state, self.pid, self.next_start = ChildState.STOPPED, None, None
             return [Event(self.name, "stopped", f"stopped ({describe_exit(code)})")]
+        if self.state is ChildState.STARTING and code in CONFIG_ERROR_CODES:
+            self.state, self.pid, self.next_start = ChildState.FAILED, None, None
+            self.last_error = f"configuration error ({describe_exit(code)})"
+            return [Event(self.name, "failed", f"{describe_exit(code)}: a configuration or usage "
+                                               f"error, not restarted")]
         if uptime >= self.policy.reset_after:
             self.failures = 0
         self.failures += 1
@@ -163,5 +176,6 @@ class Child:
         if self.alive:
             self.state = ChildState.STOPPING
             return True
-        self.state, self.next_start = ChildState.STOPPED, None
+        if self.state is not ChildState.FAILED:
+            self.state, self.next_start = ChildState.STOPPED, None
         return False

@@ -15,173 +15,31 @@ Blocking code; one supervisor per run directory.
 """
 from __future__ import annotations
 
-import functools
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable
+from dataclasses import replace
+from typing import Callable
 
-from ocs_core.router.process import Router, RouterError, probe
+from ocs_core.router.process import RouterError
 from ocs_core.runtime.backoff import BackoffPolicy
-from ocs_core.site.config import HubConfig, SiteConfigError, load_site_config
-from ocs_core.site.discovery import find_agent_entry
+from ocs_core.site.config import SiteConfigError
 from ocs_core.supervisor.child import Child, ChildState, Event
-from ocs_core.supervisor.process_group import group_alive, same_process, signal_group, start_time
+from ocs_core.supervisor.control import take_requests, write_reply
+from ocs_core.supervisor.plan import (DEFAULT_RUN_DIR, PID_FILE, STATE_FILE, SUPERVISOR_LOG, SitePlan,
+                                      agent_registered, child_env, instance_ready, is_wamp_agent,
+                                      plan_site, read_json, router_answers, supervisor_info, write_json)
+from ocs_core.supervisor.process_group import group_alive, signal_group, start_time
 
 __all__ = ["SitePlan", "plan_site", "Supervisor", "read_json", "supervisor_info",
-           "agent_registered", "instance_ready", "is_wamp_agent", "router_answers", "child_env", "PID_FILE", "STATE_FILE",
-           "SUPERVISOR_LOG", "DEFAULT_RUN_DIR"]
+           "agent_registered", "instance_ready", "is_wamp_agent", "router_answers", "child_env", "PID_FILE",
+           "STATE_FILE", "SUPERVISOR_LOG", "DEFAULT_RUN_DIR"]
 
-DEFAULT_RUN_DIR = "run"
-PID_FILE = "supervisor.pid"
-STATE_FILE = "site-state.json"
-SUPERVISOR_LOG = "supervisor.log"
 ROUTER = "router"
 _TICK = 0.1
 _PROBE_EVERY = 0.5
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
-_PROJECT_ROOT = str(Path(__file__).resolve().parents[2])  # the checkout root
-
-
-@dataclass(frozen=True)
-class SitePlan:
-    """What a supervisor runs: resolved paths, the hub, the instance-ids, the router or not."""
-
-    site_file: Path
-    site_host: str
-    hub: HubConfig
-    run_dir: Path
-    log_dir: Path
-    instances: list[str] = field(default_factory=list)
-    classes: dict[str, str] = field(default_factory=dict)
-    with_router: bool = True
-    arguments: dict[str, list[str]] = field(default_factory=dict)
-
-    @property
-    def pid_path(self) -> Path:
-        """The supervisor's pid file."""
-        return self.run_dir / PID_FILE
-
-    @property
-    def state_path(self) -> Path:
-        """The supervisor's state file."""
-        return self.run_dir / STATE_FILE
-
-    @property
-    def node_dir(self) -> Path:
-        """The router's crossbar node directory."""
-        return self.run_dir / "router"
-
-    def router(self) -> Router:
-        """A :class:`Router` for this site's hub and node directory."""
-        return Router(self.hub, self.node_dir)
-
-    def address(self, instance_id: str) -> str:
-        """``<address_root>.<instance_id>``."""
-        return f"{self.hub.address_root}.{instance_id}"
-
-
-def plan_site(site_file: str | os.PathLike, site_host: str | None = None,
-              run_dir: str | os.PathLike = DEFAULT_RUN_DIR, instances: list[str] | None = None,
-              with_router: bool = True) -> SitePlan:
-    """Resolve what to run for this host.
-
-    Without ``instances``, every instance whose ``manage`` is ``host/up`` runs; named
-    instances run whatever their ``manage`` (except docker ones). The log directory is the
-    host's ``log-dir`` (relative to the current directory), else ``<run-dir>/logs``.
-
-    Raises:
-        SiteConfigError: bad site file, unknown host or instance-id.
-    """
-    path = Path(site_file).resolve()
-    cfg = load_site_config(path)
-    host = cfg.host(site_host)
-    if instances:
-        for name in instances:
-            inst = host.instance(name)
-            if inst is None:
-                raise SiteConfigError(f"{path}: host {host.name!r}: unknown instance-id {name!r} "
-                                      f"(known: {', '.join(host.instance_ids) or 'none'})")
-            if inst.manage.startswith("docker"):
-                raise SiteConfigError(f"{path}: instance {name!r} is managed by docker "
-                                      f"(manage: {inst.manage}); ocs-core up runs host agents only")
-        chosen = list(dict.fromkeys(instances))
-    else:
-        chosen = [i.instance_id for i in host.agent_instances if i.manage == "host/up"]
-    run = Path(run_dir).resolve()
-    log_dir = Path(host.log_dir).resolve() if host.log_dir else run / "logs"
-    classes = {i.instance_id: i.agent_class for i in host.agent_instances}
-    arguments = {i.instance_id: list(i.arguments) for i in host.agent_instances}
-    return SitePlan(path, host.name, cfg.hub_for(host), run, log_dir, chosen,
-                    {k: classes[k] for k in chosen}, with_router, {k: arguments[k] for k in chosen})
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON object from ``path``, or None when missing or unreadable."""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
-def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-    os.replace(partial, path)
-
-
-def supervisor_info(plan: SitePlan) -> dict[str, Any] | None:
-    """The pid file's content when that supervisor is alive, else None."""
-    info = read_json(plan.pid_path)
-    if info is None or not isinstance(info.get("pid"), int):
-        return None
-    return info if same_process(info["pid"], info.get("proc_start")) else None
-
-
-def instance_ready(plan: SitePlan, instance_id: str, timeout: float = 1.0) -> bool:
-    """Whether an instance is up: a WAMP agent answers ``get_agent_class``; an entry point
-    that is not a WAMP agent (``main.wamp_agent = False``) is asked through its
-    ``main.ready_probe(arguments)`` (e.g. its TCP port accepts)."""
-    probe = _ready_probe(plan.classes.get(instance_id, ""))
-    if probe is not None:
-        return bool(probe(plan.arguments.get(instance_id, [])))
-    return agent_registered(plan.hub, plan.address(instance_id), timeout=timeout)
-
-
-def is_wamp_agent(agent_class: str) -> bool:
-    """False for entry points that declare ``main.wamp_agent = False`` (plain servers)."""
-    return _ready_probe(agent_class) is None
-
-
-@functools.lru_cache(maxsize=None)  # polled every half second: find each class's entry once
-def _ready_probe(agent_class: str) -> Callable[[list[str]], bool] | None:
-    try:
-        main = find_agent_entry(agent_class)
-    except Exception:  # unknown class: the agent's own start reports it
-        return None
-    if getattr(main, "wamp_agent", True):
-        return None
-    return getattr(main, "ready_probe", None) or (lambda arguments: True)
-
-
-def agent_registered(hub: HubConfig, address: str, timeout: float = 1.0) -> bool:
-    """Whether ``address`` answers ``get_agent_class`` through the HTTP bridge."""
-    body = json.dumps({"procedure": address, "args": ["get_agent_class"]}).encode()
-    request = urllib.request.Request(hub.wamp_http, data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with _OPENER.open(request, timeout=timeout) as reply:
-            answer = json.loads(reply.read(65536) or b"null")
-    except (OSError, ValueError):  # HTTPError (a refused call) is an OSError
-        return False
-    return isinstance(answer, dict) and "error" not in answer
 
 
 def _parent_death_hook() -> Callable[[], None] | None:
@@ -197,14 +55,6 @@ def _parent_death_hook() -> Callable[[], None] | None:
         return None
     term = int(signal.SIGTERM)
     return lambda: prctl(1, term, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-
-
-def child_env() -> dict[str, str]:
-    """This environment with the ocs-core checkout first on PYTHONPATH (for child processes)."""
-    env = dict(os.environ)
-    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != _PROJECT_ROOT]
-    env["PYTHONPATH"] = os.pathsep.join([_PROJECT_ROOT] + paths)
-    return env
 
 
 class _Stop(BaseException):
@@ -231,7 +81,10 @@ class Supervisor:
         self.router_timeout = router_timeout
         self._out = out or (lambda line: print(line, flush=True))
         self._clock = clock
+        self.policy = policy
         self.children = {name: Child(name, policy) for name in plan.instances}
+        self._restart_after_stop: set[str] = set()
+        self._stop_deadlines: dict[str, float] = {}
         self.router_child = Child(ROUTER, policy) if plan.with_router else None
         self.router = plan.router() if plan.with_router else None
         self._procs: dict[str, subprocess.Popen] = {}
@@ -270,7 +123,7 @@ class Supervisor:
                                        proc_start=self._proc_start.get(name) if child.alive else None,
                                        agent_class=self.plan.classes.get(name),
                                        log=str(self.plan.log_dir / f"{name}.out"))
-        _write_json(self.plan.state_path, doc)
+        write_json(self.plan.state_path, doc)
 
     # -- signals -----------------------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:  # noqa: ARG002
@@ -285,7 +138,7 @@ class Supervisor:
         """Supervise until asked to stop; return the exit status (0 after a clean stop)."""
         previous = {sig: signal.signal(sig, self._on_signal)
                     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-        _write_json(self.plan.pid_path, {"pid": os.getpid(), "pgid": os.getpgrp(),
+        write_json(self.plan.pid_path, {"pid": os.getpid(), "pgid": os.getpgrp(),
                                          "proc_start": start_time(os.getpid()),
                                          "site_file": str(self.plan.site_file), "started": self._started})
         self.log(f"supervisor: pid {os.getpid()}, site {self.plan.site_file}, host {self.plan.site_host}, "
@@ -296,7 +149,7 @@ class Supervisor:
                 child.want(now)
             self.write_state()
             while not self._stopping:
-                if self._tick():
+                if self._tick() | self._handle_requests():
                     self.write_state()
                 time.sleep(_TICK)
         except _Stop:
@@ -325,9 +178,17 @@ class Supervisor:
             proc = self._procs.get(name)
             if proc is not None and proc.poll() is not None:
                 del self._procs[name]
+                self._stop_deadlines.pop(name, None)
                 self._kill_group(proc.pid)  # leftovers of the agent's group
                 self._emit(child.exited(self._clock(), proc.returncode))
+                if name in self._restart_after_stop:
+                    self._restart_after_stop.discard(name)
+                    child.want(self._clock())
                 changed = True
+            elif proc is not None and now >= self._stop_deadlines.get(name, float("inf")):
+                self.log(f"{name}: still running after {self.stop_timeout:g} s, SIGKILL")
+                self._stop_deadlines.pop(name)
+                self._kill_group(proc.pid)
             if self.router_child is not None and self.router_child.state is not ChildState.RUNNING:
                 continue  # agents start once the router answers
             if child.due(now) and not self._stopping:
@@ -382,6 +243,70 @@ class Supervisor:
         self._probed[name] = self._clock()
         self._emit(child.spawned(self._clock(), proc.pid))
 
+    # -- requests (ocs-core up|down|restart INSTANCE on a running site) -----------------------
+    def _handle_requests(self) -> bool:
+        replies = []
+        for request_id, action, names in take_requests(self.plan.run_dir):
+            ok, lines = self.control(action, names)
+            for line in lines:
+                self.log(f"request {action}: {line}")
+            replies.append((request_id, ok, lines))
+        if replies:
+            self.write_state()  # before the replies: the requester then reads the new states
+        for request_id, ok, lines in replies:
+            write_reply(self.plan.run_dir, request_id, ok, lines)
+        return bool(replies)
+
+    def control(self, action: str, names: list[str]) -> tuple[bool, list[str]]:
+        """Start (``up``), stop (``down``) or ``restart`` instances; an instance of the site
+        file this supervisor does not run yet is added (``up``, ``restart``)."""
+        ok, lines, now = True, [], self._clock()
+        for name in names:
+            child = self.children.get(name)
+            if child is None and action != "down":
+                try:
+                    self._add_instance(name)
+                except SiteConfigError as exc:
+                    ok = False
+                    lines.append(f"{name}: {exc}")
+                    continue
+                child = self.children[name]
+            if child is None:
+                ok = False
+                lines.append(f"{name}: not run by this supervisor (running: "
+                             f"{', '.join(self.children) or 'none'})")
+            elif action == "up" and (child.alive or child.state is ChildState.BACKOFF):
+                lines.append(f"{name}: already {child.state.value}")
+            elif action == "down":
+                self._stop_child(name, now)
+                lines.append(f"{name}: stopping")
+            elif action == "restart" and child.alive:
+                self._restart_after_stop.add(name)
+                self._stop_child(name, now)
+                lines.append(f"{name}: restarting")
+            else:
+                child.want(now)
+                lines.append(f"{name}: starting")
+        return ok, lines
+
+    def _add_instance(self, name: str) -> None:
+        extra = plan_site(self.plan.site_file, self.plan.site_host, self.plan.run_dir, [name],
+                          with_router=self.plan.with_router)
+        self.plan = replace(self.plan, instances=self.plan.instances + [name],
+                            classes={**self.plan.classes, **extra.classes},
+                            arguments={**self.plan.arguments, **extra.arguments})
+        self.children[name] = Child(name, self.policy)
+
+    def _stop_child(self, name: str, now: float) -> None:
+        proc = self._procs.get(name)
+        if self.children[name].request_stop(now) and proc is not None:
+            self.log(f"{name}: stopping (SIGTERM to pid {proc.pid})")
+            self._stop_deadlines[name] = now + self.stop_timeout
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
     # -- stop --------------------------------------------------------------------------------
     @staticmethod
     def _kill_group(pgid: int) -> None:
@@ -420,8 +345,3 @@ class Supervisor:
                 self._emit(self.router_child.exited(self._clock(), self.router.wait(0)))
         self.write_state()
         self.log("supervisor: everything stopped")
-
-
-def router_answers(hub: HubConfig) -> bool:
-    """Whether a router answers the HTTP bridge probe for ``hub`` right now."""
-    return probe(hub.wamp_http, hub.address_root, timeout=1.0) == "wamp.error.no_such_procedure"
