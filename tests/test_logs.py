@@ -52,3 +52,18 @@ def test_instrument_server_process_logs_in_the_agents_format():
     for line in lines:
         assert re.match(LINE, line), line
         assert "object at 0x" not in line, line
+
+
+def test_every_process_formats_lines_alike():
+    import re
+
+    from ocs_core.runtime.log_format import format_line
+    from ocs_core.supervisor.launcher import Supervisor
+
+    assert format_line("x", when=1795418773.9996) == "2026-11-23T07:26:13.999 INFO  x"
+    assert format_line("y", "WARN", when=0.5, prefix="faker ") == "1970-01-01T00:00:00.500 WARN  faker y"
+    lines = []
+    sup = Supervisor.__new__(Supervisor)
+    sup._out = lines.append
+    sup.log("f1: started (pid 1)")
+    assert re.match(LINE, lines[0]) and lines[0].endswith(" INFO  f1: started (pid 1)")

@@ -14,6 +14,8 @@ import txaio
 from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredicate,
                             formatEvent, globalLogBeginner)
 
+from ocs_core.runtime.log_format import format_line
+
 _LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn,
            "error": LogLevel.error, "critical": LogLevel.critical}
 _started = False
@@ -42,10 +44,8 @@ class _LineObserver:
         failure = event.get("log_failure")
         if failure is not None:
             text = f"{text}: {failure.type.__name__}: {failure.value}"
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(event.get("log_time", time.time())))
-        frac = f"{event.get('log_time', 0.0) % 1:.3f}"[1:]
         level = event.get("log_level", LogLevel.info).name.upper()
-        line = f"{stamp}{frac} {level:5} {self.prefix}{text}\n"
+        line = format_line(text, level, event.get("log_time", time.time()), self.prefix) + "\n"
         for out in (self.stream, self.file):
             if out is not None:
                 out.write(line)

@@ -25,6 +25,7 @@ from typing import Callable
 
 from ocs_core.router.process import RouterError
 from ocs_core.runtime.backoff import BackoffPolicy
+from ocs_core.runtime.log_format import format_line
 from ocs_core.site.config import SiteConfigError
 from ocs_core.supervisor.child import Child, ChildState, Event
 from ocs_core.supervisor.control import take_requests, write_reply
@@ -99,8 +100,8 @@ class Supervisor:
 
     # -- logging and files -------------------------------------------------------------------
     def log(self, line: str | Event) -> None:
-        """One timestamped line."""
-        self._out(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}")
+        """One line, in the format of every ocs-core log (``ocs_core.runtime.log_format``)."""
+        self._out(format_line(str(line)))
 
     def _emit(self, events: list[Event] | Event | None) -> None:
         for event in [events] if isinstance(events, Event) else (events or []):
