@@ -36,7 +36,7 @@ def test_the_site_file_moves_to_the_ports_asked_for(tmp_path):
 def test_makefile_passes_port_and_shows_install_progress():
     plan = subprocess.run(["make", "-n", "-B", "demo", "PORT=9100"], cwd=ROOT, capture_output=True,
                           text=True, timeout=60).stdout
-    assert "clients/examples/demo.py --port 9100" in plan
+    assert "clients/examples/demo.py --site-file site-config.yaml --port 9100" in plan
     commands = plan.replace("\\\n", " ").splitlines()
     project = next(c for c in commands if "-e '.[test,router,plot]'" in c)
     assert "pip install" in project and "--quiet" not in project
