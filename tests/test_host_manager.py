@@ -136,6 +136,12 @@ def test_two_hosts_up_status_restart_and_kill(site):
     assert rows["faker-a"][2:5] == ["yes", "up", "up"]
     assert rows["instrument-b"][2:5] == ["yes", "up", "up"] and rows["sim-b"][2:5] == ["yes", "up", "up"]
 
+    # bad input: a clear error reply, nothing changed
+    bad = http_call(site.http, "observatory.hm-a.ops", "start", "update", {"requests": [["faker-a"]]},
+                    timeout=5)["args"][0]
+    assert bad[0] != 0 and "requests[0]: expected [instance-id or 'all', state]" in bad[1], bad
+    assert site.child("hm-a", "faker-a")["target_state"] == "up"
+
     # from host-a, restart an agent of host-b through its manager
     before = site.child("hm-b", "instrument-b")["pid"]
     restart = site.cli("restart", "instrument-b", "--site-host", "host-a")
