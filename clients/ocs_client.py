@@ -175,7 +175,8 @@ class OCSClient:
         instance_id: the agent's instance-id.
         privs: a password string, sent only to agents that report access control.
         args: site options (``['--site-file', 'x.yaml']``) or a parsed namespace; by default
-            the site file is ``$OCS_SITE_FILE`` or ``./site-config.yaml``.
+            the site file is ``$OCS_CONFIG_DIR/default.yaml`` when ``$OCS_CONFIG_DIR`` is set,
+            else ``$OCS_SITE_FILE``, else ``./site-config.yaml`` (docs/site-and-router.md).
         site_file, site_host: the same as the options, as keywords.
         timeout: seconds each HTTP request may take.
     """

@@ -21,7 +21,7 @@ def error_lines(text):
 
 def test_unknown_instance_lists_known_ones(router):
     result = run_agent(router.site_file, "no-such-agent")
-    assert result.returncode == 1
+    assert result.returncode == 78  # a configuration error: supervisors do not retry it
     assert "no-such-agent" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 

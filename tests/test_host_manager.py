@@ -20,29 +20,15 @@ from ocs_core.site.config import load_site_config
 from ocs_core.supervisor.managers import manager_view
 from ocs_core.testing import free_port, http_call, project_env
 
-SITE = """\
-hub:
-  wamp_server: ws://127.0.0.1:{port}/ws
-  wamp_http: http://127.0.0.1:{port}/call
-  wamp_realm: test_realm
-  address_root: observatory
-hosts:
-  host-a:
-    log-dir: logs-a
-    agent-instances:
-      - {{agent-class: HostManager, instance-id: hm-a}}
-      - {{agent-class: FakeDataAgent, instance-id: faker-a}}
-  host-b:
-    log-dir: logs-b
-    agent-instances:
-      - {{agent-class: HostManager, instance-id: hm-b, arguments: [--stop-timeout, 5]}}
-      - agent-class: SimulatedInstrument
-        instance-id: sim-b
-        arguments: [--host, 127.0.0.2, --port, {sim_port}, --seed, 1]
-      - agent-class: InstrumentAgent
-        instance-id: instrument-b
-        arguments: [--host, 127.0.0.2, --port, {sim_port}]
-"""
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def docs_site() -> str:
+    """The two-host site file of docs/launcher.md, as written there."""
+    text = (ROOT / "docs" / "launcher.md").read_text()
+    block = text.split("<!-- two-hosts.yaml -->\n```yaml\n", 1)[1].split("\n```", 1)[0]
+    assert "127.0.0.2" in block and "8001" in block and "50741" in block
+    return block + "\n"
 
 
 def wait_for(predicate, timeout, what):
@@ -57,25 +43,31 @@ class Site:
     def __init__(self, directory: Path):
         self.dir = directory
         self.port, self.sim_port = free_port(), free_port("127.0.0.2")
-        (directory / "site-config.yaml").write_text(SITE.format(port=self.port, sim_port=self.sim_port))
-        self.hub = load_site_config(directory / "site-config.yaml").hub
+        self.file = directory / "two-hosts.yaml"
+        self.file.write_text(docs_site().replace("8001", str(self.port)).replace("50741", str(self.sim_port)))
+        self.hub = load_site_config(self.file).hub
         self.http = f"http://127.0.0.1:{self.port}/call"
         self.hm_b: subprocess.Popen | None = None
 
+    def wait_b(self):
+        wait_for(lambda: self.child("hm-b", "instrument-b").get("next_action") == "up"
+                 and self.child("hm-b", "sim-b").get("next_action") == "up", 60, "hm-b's agents up")
+
     def cli(self, *argv, timeout=120):
-        return subprocess.run([sys.executable, "-m", "ocs_core.cli", *argv], cwd=self.dir,
-                              env=project_env(), capture_output=True, text=True, timeout=timeout)
+        return subprocess.run([sys.executable, "-m", "ocs_core.cli", *argv, "--site-file", str(self.file)],
+                              cwd=self.dir, env=project_env(), capture_output=True, text=True,
+                              timeout=timeout)
 
     def start_hm_b(self):
         """hm-b on its own (not under a supervisor): a kill -9 of it stays dead."""
         log = open(self.dir / "hm-b.out", "ab")
         self.hm_b = subprocess.Popen([sys.executable, "-m", "ocs_core.cli", "agent", "hm-b",
-                                      "--site-host", "host-b", "--log-dir", str(self.dir / "logs-b")],
+                                      "--site-file", str(self.file), "--site-host", "host-b",
+                                      "--log-dir", str(self.dir / "logs-b")],
                                      cwd=self.dir, env=project_env(), stdout=log, stderr=log,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
-        wait_for(lambda: self.child("hm-b", "instrument-b").get("next_action") == "up"
-                 and self.child("hm-b", "sim-b").get("next_action") == "up", 60, "hm-b's agents up")
+        self.wait_b()
 
     def children(self, manager):
         return {c["instance_id"]: c for c in manager_view(self.hub, manager).child_states}
@@ -116,6 +108,7 @@ def site(tmp_path_factory):
         if site.hm_b is not None and site.hm_b.poll() is None:
             os.killpg(site.hm_b.pid, signal.SIGTERM)
             site.hm_b.wait(30)
+        site.cli("down", "--site-host", "host-b", "--run-dir", "run-b", "--timeout", "20")
         site.cli("down", "--site-host", "host-a", "--timeout", "20")
         for pid in left:  # whatever a test left behind
             if pid_alive(pid):
@@ -126,7 +119,10 @@ def test_two_hosts_up_status_restart_and_kill(site):
     up = site.cli("up", "--site-host", "host-a")
     assert up.returncode == 0, up.stdout + up.stderr
     assert "  hm-a: callable, pid" in up.stdout and "  faker-a: callable via hm-a" in up.stdout
-    site.start_hm_b()
+    up_b = site.cli("up", "--site-host", "host-b", "--no-router", "--run-dir", "run-b")
+    assert up_b.returncode == 0, up_b.stdout + up_b.stderr
+    assert "  sim-b: callable via hm-b" in up_b.stdout and "  instrument-b: callable via hm-b" in up_b.stdout
+    site.wait_b()
     # the agents' own servers bind to their host's address
     assert accepts("127.0.0.2", site.sim_port) and not accepts("127.0.0.1", site.sim_port)
     assert site.agent_class("instrument-b") == "InstrumentAgent"
@@ -139,6 +135,12 @@ def test_two_hosts_up_status_restart_and_kill(site):
     rows = {line.split()[0]: line.split() for line in text.splitlines() if line.strip()}
     assert rows["faker-a"][2:5] == ["yes", "up", "up"]
     assert rows["instrument-b"][2:5] == ["yes", "up", "up"] and rows["sim-b"][2:5] == ["yes", "up", "up"]
+
+    # bad input: a clear error reply, nothing changed
+    bad = http_call(site.http, "observatory.hm-a.ops", "start", "update", {"requests": [["faker-a"]]},
+                    timeout=5)["args"][0]
+    assert bad[0] != 0 and "requests[0]: expected [instance-id or 'all', state]" in bad[1], bad
+    assert site.child("hm-a", "faker-a")["target_state"] == "up"
 
     # from host-a, restart an agent of host-b through its manager
     before = site.child("hm-b", "instrument-b")["pid"]
@@ -158,7 +160,7 @@ def test_two_hosts_up_status_restart_and_kill(site):
 
 
 def test_ocsbow_drives_our_host_manager(site):
-    ocsbow = [str(Path(sys.executable).parent / "ocsbow"), "--site-file", str(site.dir / "site-config.yaml"),
+    ocsbow = [str(Path(sys.executable).parent / "ocsbow"), "--site-file", str(site.file),
               "--site-host", "host-a"]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
@@ -184,6 +186,9 @@ def test_ocsbow_drives_our_host_manager(site):
 
 
 def test_a_dead_host_manager_leaves_its_agents_running(site):
+    down_b = site.cli("down", "--site-host", "host-b", "--run-dir", "run-b")  # hm-b alone, then:
+    assert down_b.returncode == 0, down_b.stdout + down_b.stderr
+    site.start_hm_b()
     pids = {iid: site.child("hm-b", iid)["pid"] for iid in ("sim-b", "instrument-b")}
     os.killpg(site.hm_b.pid, signal.SIGKILL)
     site.hm_b.wait(10)

@@ -1,4 +1,6 @@
 """Unit tests of the launcher's supervision logic (no processes, an explicit clock)."""
+import time
+
 import pytest
 
 from ocs_core.runtime.backoff import BackoffPolicy
@@ -130,3 +132,34 @@ def test_exit_code_2_after_running_is_an_ordinary_crash():
     child.ready(0.5)
     events = child.exited(5.0, 2)
     assert [e.kind for e in events] == ["exited", "restarting"] and child.state is ChildState.BACKOFF
+
+
+def test_control_requests_are_checked_and_answered(tmp_path):
+    import json
+    import threading
+
+    from ocs_core.supervisor.control import ControlError, send_request, take_requests, write_reply
+
+    folder = tmp_path / "requests"
+    folder.mkdir()
+    (folder / "bad.json").write_text(json.dumps({"action": "explode", "instances": ["a"]}))
+    (folder / "worse.json").write_text("not json")
+    assert take_requests(tmp_path) == []
+    assert json.loads((folder / "bad.reply").read_text())["ok"] is False
+    assert "bad request" in json.loads((folder / "worse.reply").read_text())["lines"][0]
+
+    def supervisor():  # answers the first well-formed request it sees
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            for request_id, action, names in take_requests(tmp_path):
+                write_reply(tmp_path, request_id, True, [f"{n}: {action}" for n in names])
+                return
+            time.sleep(0.01)
+    thread = threading.Thread(target=supervisor)
+    thread.start()
+    reply = send_request(tmp_path, "restart", ["f1", "f2"], timeout=5)
+    thread.join()
+    assert reply == {"ok": True, "lines": ["f1: restart", "f2: restart"]}
+    with pytest.raises(ControlError, match="did not answer within 0.2 s"):
+        send_request(tmp_path, "up", ["f1"], timeout=0.2)
+    assert not list(folder.glob("*.json"))  # a request nobody took is withdrawn

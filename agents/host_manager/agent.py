@@ -25,7 +25,7 @@ from agents.host_manager.processes import (SIGKILL, SIGTERM, AdoptedProcess, Chi
                                            find_agent_process, spawn_agent)
 from ocs_core.runtime.agent import OCSAgent, init_site_agent
 from ocs_core.runtime.backoff import BackoffPolicy
-from ocs_core.runtime.params import param
+from ocs_core.runtime.params import ParamError, param
 from ocs_core.runtime.session import OpSession
 from ocs_core.runtime.timing import dsleep
 from ocs_core.site import args as site_args
@@ -35,6 +35,14 @@ from ocs_core.supervisor.plan import readiness_probe
 
 AGENT_CLASS = "HostManager"
 _TICK = 0.2
+
+
+def _requests(value: Any) -> list[list[str]]:
+    """The ``requests`` parameter, checked: a clear error names the bad entry."""
+    problem = check_requests(value)
+    if problem:
+        raise ParamError(f"Param {problem}")
+    return [list(item) for item in value]
 
 
 class HostManager:
@@ -70,8 +78,7 @@ class HostManager:
                 "config_parse_status": self.config_parse_status, "orphans": {}, "new_tags": {}}
 
     # -- ops -------------------------------------------------------------------------------
-    @param("requests", default=[], check=lambda r: check_requests(r) is None,
-           doc="[[instance-id or 'all', 'up'|'down'|'restart'], ...]")
+    @param("requests", default=[], cast=_requests, doc="[[instance-id or 'all', 'up'|'down'|'restart'], ...]")
     @param("reload_config", default=True, type=bool)
     async def manager(self, session: OpSession, params: dict) -> tuple[bool, str]:
         """manager(requests=[], reload_config=True)
@@ -106,8 +113,7 @@ class HostManager:
         self.running = False
         return True, "Stop initiated."
 
-    @param("requests", default=[], check=lambda r: check_requests(r) is None,
-           doc="[[instance-id or 'all', 'up'|'down'|'restart'], ...]")
+    @param("requests", default=[], cast=_requests, doc="[[instance-id or 'all', 'up'|'down'|'restart'], ...]")
     @param("reload_config", default=False, type=bool)
     async def update(self, session: OpSession, params: dict) -> tuple[bool, str]:
         """update(requests=[], reload_config=False)
@@ -225,17 +231,19 @@ class HostManager:
 
     def _answers(self, iid: str) -> defer.Deferred:
         """Fires True when the instance answers: ``get_agent_class`` for an agent, the entry
-        point's own ``ready_probe`` (in a thread) for a plain server."""
+        point's own ``ready_probe`` for a plain server (finding and running it in a thread)."""
         minst = self.database.instances[iid]
-        probe = readiness_probe(minst.agent_class.split("[")[0])
-        if probe is not None:
-            d = threads.deferToThread(probe, list(minst.arguments))
-            d.addErrback(lambda _: False)
-            return d
-        if self.agent.session is None:
-            return defer.succeed(False)
-        d = self.agent.session.call(f"{self.agent.config.address_root}.{iid}", "get_agent_class")
-        d.addCallbacks(lambda _: True, lambda _: False)
+
+        def ask(probe) -> Any:
+            if probe is not None:
+                return threads.deferToThread(probe, list(minst.arguments))
+            if self.agent.session is None:
+                return False
+            call = self.agent.session.call(f"{self.agent.config.address_root}.{iid}", "get_agent_class")
+            return call.addCallbacks(lambda _: True, lambda _: False)
+        d = threads.deferToThread(readiness_probe, minst.agent_class.split("[")[0])
+        d.addCallback(ask)
+        d.addCallbacks(bool, lambda _: False)
         return d
 
     def _probe(self, iid: str, agent_class: str) -> None:  # noqa: ARG002

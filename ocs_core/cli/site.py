@@ -26,8 +26,9 @@ from ocs_core.site.args import site_file_path, site_host_default
 from ocs_core.site.config import load_site_config
 from ocs_core.supervisor.control import ControlError, send_request
 from ocs_core.supervisor.launcher import Supervisor
-from ocs_core.supervisor.plan import (DEFAULT_RUN_DIR, SUPERVISOR_LOG, SitePlan, child_env, plan_site,
-                                      read_json, supervisor_info)
+from ocs_core.supervisor.managers import call_bridge, manager_view
+from ocs_core.supervisor.plan import (DEFAULT_RUN_DIR, HOST_MANAGER_CLASSES, SUPERVISOR_LOG, SitePlan,
+                                      child_env, plan_site, read_json, supervisor_info)
 from ocs_core.supervisor.precheck import check_plan
 from ocs_core.supervisor.process_group import group_alive, same_process, signal_group
 
@@ -270,6 +271,7 @@ def run_down(args: argparse.Namespace) -> int:
     sup = supervisor_info(plan)
     done: list[str] = []
     if sup is not None:
+        done += _stop_managers(plan, state, args.timeout)
         pid = sup["pid"]
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + args.timeout
@@ -300,6 +302,25 @@ def run_down(args: argparse.Namespace) -> int:
     print(f"site down: {'; '.join(done)}" if done
           else f"site down: nothing was running (run dir {plan.run_dir})")
     return 0
+
+
+def _stop_managers(plan: SitePlan, state: dict[str, Any], timeout: float) -> list[str]:
+    """Stop the ``manager`` Process of each host manager the supervisor runs, and wait until it
+    has brought its agents down (a host manager's agents are not the supervisor's children)."""
+    managers = [name for name, info in (state.get("agents") or {}).items()
+                if isinstance(info, dict) and info.get("agent_class") in HOST_MANAGER_CLASSES
+                and info.get("state") == "running"]
+    done = []
+    for name in managers:
+        try:
+            call_bridge(plan.hub, f"{plan.address(name)}.ops", "stop", "manager", {})
+        except ConnectionError:
+            continue
+        deadline = time.monotonic() + timeout
+        while manager_view(plan.hub, name).running and time.monotonic() < deadline:
+            time.sleep(0.1)
+        done.append(f"{name}'s agents stopped")
+    return done
 
 
 def _leftover_groups(state: dict[str, Any], trusted: bool) -> list[tuple[str, int]]:

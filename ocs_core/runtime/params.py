@@ -54,6 +54,8 @@ class ParamSpec:
         if self.cast is not None:
             try:
                 value = self.cast(value)
+            except ParamError:
+                raise  # the cast names what is wrong itself
             except Exception:
                 raise ParamError(f"Param '{key}'={value!r} could not be cast to {self.cast!r}.") from None
         if self.type is not None:
