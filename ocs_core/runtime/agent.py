@@ -32,6 +32,7 @@ from ocs_core.runtime.backoff import BackoffPolicy
 from ocs_core.runtime.feeds import Feed, FeedError
 from ocs_core.runtime.logs import start_logging
 from ocs_core.runtime.operations import OpFunc, Operation, Operations
+from ocs_core.runtime.param_specs import PARAM_SPECS_QUERY, encode_param_specs
 from ocs_core.runtime.session import OpSession
 
 log = Logger(namespace="ocs_core.runtime.agent")
@@ -296,6 +297,8 @@ class OCSAgent:
             return self._feed_list()
         if q == "get_agent_class":
             return self.agent_class
+        if q == PARAM_SPECS_QUERY:
+            return encode_param_specs(self.operations)
         return None
 
     def get_api(self) -> dict[str, Any]:
