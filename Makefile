@@ -12,7 +12,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(STAMP): $(PY) setup.cfg pyproject.toml
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,router,plot]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,router,plot,web]'
 	touch $(STAMP)
 
 # The real iblutil (an interop peer of the rig-event tests) lives in a venv of its own: it pulls in
