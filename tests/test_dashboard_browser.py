@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+import yaml
 
 from browser import WebProcess, need_browser, quit_chromium, start_chromium, until
 from clients.ocs_client import OK, OCSClient
@@ -253,6 +254,40 @@ def test_router_restart_banner_then_recovery(site, web, browser):
     site.start()
     until(lambda: shown() == "false", 30, "the banner stayed after the router came back")
     until(lambda: count() > before + 10, 30, lambda: f"the plot did not continue ({before} -> {count()})")
+
+
+def test_obe_panel_shows_posterior_and_settings_live(site, web, browser, tmp_path, shots):
+    run = {"model": "lorentzian", "settings": {"start": 1.5, "stop": 4.5, "num": 200},
+           "priors": {"x0": {"uniform": [2.0, 4.0]}, "a": {"uniform": [-2000.0, -400.0]},
+                      "b": {"normal": [50000.0, 1000.0]}}, "n_particles": 2000, "noise_std": 100.0, "seed": 3}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(run))
+    site.add_instance("OBEAgent", OBE, ["--no-tcp", "--db", ":memory:", "--run-config", str(tmp_path / "run.yaml")])
+    agent = site.agent(OBE)
+    obe = None
+    try:
+        agent.wait_registered(30)
+        obe = OCSClient(OBE, site_file=str(site.site_file), site_host="localhost")
+        assert obe.newrun().session["success"] is True
+        open_agent(browser, web, OBE)
+        points = lambda sel: int(js(browser, f"var p=document.querySelector('{sel}');"
+                                             "return p ? p.getAttribute('data-points') : 0;") or 0)
+        for i in range(10):
+            x = obe.optset().session["data"]["setting"][0]
+            y = 50000.0 - 1500.0 / (((x - 3.1) / 0.1) ** 2 + 1)
+            assert obe.newdat(x=x, y=y, s=100.0).session["success"] is True
+            if i == 2:  # the panel follows while measurements come in
+                until(lambda: points('.obe-param[data-param="x0"]') >= 3, 10, "the OBE panel is not live")
+        x0 = '.obe-param[data-param="x0"]'
+        until(lambda: points(x0) == 10, 10, lambda: f"the x0 panel has {points(x0)} points, not 10")
+        assert {p: points(f'.obe-param[data-param="{p}"]') for p in ("a", "b")} == {"a": 10, "b": 10}
+        assert points(".obe-settings") == 10
+        labels = js(browser, "return window.dashboard.obe.plots.x0.graph.getLabels()")
+        assert labels == ["n", "x0"]
+        browser.save_screenshot(str(shots / "obe.png"))
+    finally:
+        if obe is not None:
+            obe.close()
+        agent.terminate()
 
 
 # -- the HTTP API's refusals ------------------------------------------------------------------
