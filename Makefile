@@ -32,7 +32,7 @@ test: $(STAMP) $(IBL_STAMP)
 		$(PY) -m pytest -q tests
 
 demo: $(STAMP)
-	$(PY) clients/examples/demo.py
+	$(PY) clients/examples/demo.py $(if $(KEEP),--keep)
 
 bench: $(STAMP)
 	$(PY) bench/rpc.py

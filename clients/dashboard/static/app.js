@@ -420,7 +420,7 @@ function drawObe() {
     var plot = state.obe.plots[p];
     if (!plot) {
       var el = h("div", { cls: "plot obe-param", "data-param": p, "data-points": "0" });
-      box.appendChild(h("h4", { text: p })); box.appendChild(el);
+      box.appendChild(h("div", { cls: "obe-cell" }, [h("h4", { text: p }), el]));
       plot = state.obe.plots[p] = new Plots.TimePlot(el, { errorBars: true, xlabel: "measurements", ylabel: p,
                                                            xformat: String, xaxis: String });
     }
