@@ -32,6 +32,7 @@ SANS_IO = [
     "agents.obe.classic.commands", "agents.obe.newrun",
     "agents.instrument.commands", "agents.instrument.signatures",
     "agents.rig.events", "agents.rig.messages", "agents.rig.feed_format", "agents.rig.state",
+    "clients.dashboard.model",
 ]
 
 
