@@ -11,7 +11,6 @@ points, from the call until the next animation frame (the redraw painted), ``per
 from __future__ import annotations
 
 import argparse
-import functools
 import http.server
 import os
 import statistics
