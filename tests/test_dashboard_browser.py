@@ -240,6 +240,36 @@ def test_ocs_agent_is_shown_and_driven(site, web, browser, shots):
             proc.wait()
 
 
+def test_history_plot_from_the_feed_archiver(site, web, browser, tmp_path):
+    """Runs once the feed archive (issue 12, agent class FeedArchiver) is on the branch."""
+    try:
+        import agents.archive.agent  # noqa: F401
+    except ImportError:
+        pytest.skip("no FeedArchiver on this branch (agents.archive, the feed-archive issue)")
+    site.add_instance("FeedArchiver", "dash-archiver", ["--data-dir", str(tmp_path / "archive")])
+    archiver = site.agent("dash-archiver")
+    try:
+        archiver.wait_registered(30)
+        now = time.time()
+        query = (f"api/history?address=observatory.{FAKER}&feed=false_temperatures"
+                 f"&start={now - 3600}&stop={now + 60}&max_points=2000&fields=channel_00")
+        until(lambda: (lambda r: r[0] == 200 and len(r[1]["series"].get("channel_00", {}).get("t", [])) > 10)(
+            http(web, query)), 30, lambda: f"the archive has no history: {http(web, query)}")
+        open_agent(browser, web, FAKER)
+        until(lambda: js(browser, "return document.querySelectorAll('.feed-panel .fields input').length") == 2, 10,
+              "no fields listed")
+        js(browser, "var s=document.querySelector('.feed-panel select.range'); s.value='86400';"
+                    "s.dispatchEvent(new Event('change'));")
+        note = lambda: js(browser, "return document.querySelector('.feed-panel .controls .hint').textContent")
+        until(lambda: "from observatory.dash-archiver" in note(), 30, lambda: f"no history drawn: {note()!r}")
+        drawn = int(js(browser, "return document.querySelector('.feed-panel .plot').getAttribute('data-points')"))
+        assert 0 < drawn <= 2000  # a day, downsampled by the archive
+        js(browser, "var s=document.querySelector('.feed-panel select.range'); s.value='live';"
+                    "s.dispatchEvent(new Event('change'));")
+    finally:
+        archiver.terminate()
+
+
 def test_router_restart_banner_then_recovery(site, web, browser):
     open_agent(browser, web, FAKER)
     count = lambda: int(js(browser, "var p=document.querySelector('.feed-panel .plot');"

@@ -75,3 +75,42 @@ def test_history_queries_are_checked(args, message):
     with pytest.raises(HistoryUnavailable, match=message):
         check_query(*args)
     assert check_query("a", "f", ["x"], 0, 60, 100)["max_points"] == 100
+
+
+class _Transport:
+    lost = False
+
+    def loseConnection(self):  # noqa: N802
+        self.lost = True
+
+
+class _Request:
+    def __init__(self):
+        self.written, self.producer = [], None
+        self.channel = type("Channel", (), {"transport": _Transport()})()
+
+    def registerProducer(self, producer, streaming):  # noqa: N802
+        self.producer = producer
+
+    def write(self, data):
+        self.written.append(data)
+
+
+def test_event_stream_format_and_a_page_that_stops_reading_is_dropped():
+    from clients.dashboard.web import MAX_BEHIND, SseStream
+    request = _Request()
+    stream = SseStream(request, "observatory.a")
+    assert request.producer is stream
+    stream.send("agent", {"x": float("nan"), "y": [1, 2]})
+    assert request.written == [b'event: agent\ndata: {"x":null,"y":[1,2]}\n\n']
+    stream.pauseProducing()  # the page's socket is full
+    big = "v" * (MAX_BEHIND // 4)
+    for _ in range(3):
+        stream.send("points", big)
+    assert not request.channel.transport.lost  # behind, but within the bound
+    stream.send("points", big)
+    stream.send("points", big)
+    assert request.channel.transport.lost and stream.closed
+    n = len(request.written)
+    stream.send("points", "more")
+    assert len(request.written) == n

@@ -40,6 +40,8 @@ _STATIC_FILES = {"app.js": "text/javascript", "plots.js": "text/javascript", "ap
 #: Largest request body (bytes) and most open event streams.
 MAX_BODY = 64 * 1024
 MAX_STREAMS = 32
+#: Bytes an event stream may fall behind a page that does not read before it is closed.
+MAX_BEHIND = 8 * 1024 * 1024
 _SECURITY_HEADERS = {
     b"content-security-policy": b"default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:",
     b"x-content-type-options": b"nosniff",
@@ -176,22 +178,47 @@ class _Static(resource.Resource):
 
 
 class SseStream:
-    """One open page's server-sent event stream."""
+    """One open page's server-sent event stream.
+
+    A page that stops reading (its socket's buffer full) gets at most :data:`MAX_BEHIND` more
+    bytes; then the stream is closed, and the page's EventSource opens a new one.
+    """
 
     def __init__(self, request: server.Request, watch: str | None) -> None:
         self.request = request
         self.watch = watch
         self.closed = False
+        self.behind: int | None = None  # bytes written since the transport asked us to pause
+        request.registerProducer(self, True)
 
-    def send(self, event: str, data: Any) -> None:
+    # IPushProducer: the transport says when its buffer is full and when it drained
+    def pauseProducing(self) -> None:  # noqa: N802
+        if self.behind is None:
+            self.behind = 0
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        self.behind = None
+
+    def stopProducing(self) -> None:  # noqa: N802
+        self.closed = True
+
+    def _write(self, data: bytes) -> None:
         if self.closed:
             return
+        if self.behind is not None:
+            self.behind += len(data)
+            if self.behind > MAX_BEHIND:
+                self.closed = True
+                self.request.channel.transport.loseConnection()
+                return
+        self.request.write(data)
+
+    def send(self, event: str, data: Any) -> None:
         body = json.dumps(_clean(data), allow_nan=False, separators=(",", ":"), default=str)
-        self.request.write(f"event: {event}\ndata: {body}\n\n".encode())
+        self._write(f"event: {event}\ndata: {body}\n\n".encode())
 
     def keepalive(self) -> None:
-        if not self.closed:
-            self.request.write(b": keepalive\n\n")
+        self._write(b": keepalive\n\n")
 
 
 class _Events(resource.Resource):
