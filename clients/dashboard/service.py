@@ -107,7 +107,7 @@ class Dashboard:
     def add_stream(self, stream: Stream) -> None:
         self.streams.add(stream)
         stream.send("hello", self.hello())
-        if stream.watch:
+        if stream.watch in self.model.agents:  # a page may watch an agent not seen yet
             api = self.apis.get(stream.watch)
             if api is not None:
                 stream.send("api", {"address": stream.watch, "api": api})
@@ -125,7 +125,7 @@ class Dashboard:
     def _on_state(self, connected: bool) -> None:
         self._broadcast("router", {"connected": connected, "router": self.hub.wamp_server})
         if connected:
-            for address in {s.watch for s in self.streams if s.watch}:
+            for address in {s.watch for s in self.streams} & set(self.model.agents):
                 self._refresh(address)
 
     def _on_event(self, args: tuple, topic: str) -> None:

@@ -36,7 +36,8 @@ __all__ = ["make_site", "plot_library", "BoundedRequest", "SseStream", "MAX_BODY
 log = Logger(namespace="clients.dashboard.web")
 
 STATIC = Path(__file__).resolve().parent / "static"
-_STATIC_FILES = {"app.js": "text/javascript", "plots.js": "text/javascript", "app.css": "text/css"}
+_STATIC_FILES = {"app.js": "text/javascript", "panels.js": "text/javascript", "plots.js": "text/javascript",
+                 "app.css": "text/css"}
 #: Largest request body (bytes) and most open event streams.
 MAX_BODY = 64 * 1024
 MAX_STREAMS = 32
