@@ -45,7 +45,8 @@ def web(site):
     yield proc
     assert proc.stop() == 0
     log = proc.log_text()
-    assert "Traceback" not in log and "ERROR" not in log, log
+    assert "Traceback" not in log and "ERROR" not in log and "WARN" not in log, log
+    assert log.count("lost the router") == 1, log  # the restart test's, not at shutdown
 
 
 @pytest.fixture(scope="module")

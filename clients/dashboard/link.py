@@ -97,7 +97,8 @@ class SiteLink:
     def _gone(self, session: _Session) -> None:
         if self.session is session:
             self.session = None
-            log.info("lost the router at {url}; reconnecting", url=self.hub.wamp_server)
+            if self._service is not None:  # not stopping
+                log.info("lost the router at {url}; reconnecting", url=self.hub.wamp_server)
             self.on_state(False)
 
     def _event(self, *args: Any, details: Any = None, **kwargs: Any) -> None:
