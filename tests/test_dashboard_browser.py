@@ -220,7 +220,8 @@ def test_ocs_agent_is_shown_and_driven(site, web, browser, shots):
     with open(site.log_dir / f"{OCS_FAKER}.out", "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "ocs.agents.fake_data.agent", "--site-file", str(site.site_file),
-             "--site-host", "localhost", "--instance-id", OCS_FAKER, "--crossbar-timeout", "60"],
+             "--site-host", "localhost", "--instance-id", OCS_FAKER, "--crossbar-timeout", "60",
+             "--access-policy", "override:level-2-pw,level-3-pw"],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
     try:
         browser.get(web.url)
@@ -228,8 +229,15 @@ def test_ocs_agent_is_shown_and_driven(site, web, browser, shots):
         open_agent(browser, web, OCS_FAKER)
         # ocs answers null to ocs_core.param_specs: the form is a JSON field
         assert js(browser, card_js("delay_task", "!!c.querySelector('textarea.params')"))
-        js(browser, card_js("delay_task", "(function(){c.querySelector('textarea.params').value='{\"delay\": 0.2}';"
-                                          "c.querySelector('button.start').click(); return 1;})()"))
+        start = card_js("delay_task", "(function(text){c.querySelector('textarea.params').value=text;"
+                                      "c.querySelector('button.start').click(); return 1;})(arguments[0])")
+        # under override:, ocs's delay_task needs level 2: refused without the password ...
+        js(browser, start, '{"delay": 0.2}')
+        until(lambda: "requires credential level 2-ADVANCED but the client has only level 1-BASIC" in (reply_text(browser, "delay_task") or ""),
+              10, lambda: f"not refused at level 1: {reply_text(browser, 'delay_task')!r}")
+        # ... and run with the one the person types
+        js(browser, "document.getElementById('password').value='level-2-pw'")
+        js(browser, start, '{"delay": 0.2}')
         until(lambda: 'Started task "delay_task".' in (reply_text(browser, "delay_task") or ""), 10,
               lambda: f"ocs's delay_task not started: {reply_text(browser, 'delay_task')!r}")
         until(lambda: js(browser, card_js("delay_task", "c.querySelector('.session').getAttribute('data-status')")) == "done",
