@@ -54,8 +54,10 @@ def shots(tmp_path_factory, request):
     """The folder of this module's screenshots, named in the test log (also without -s)."""
     folder = tmp_path_factory.mktemp("dashboard-screenshots")
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"\ndashboard screenshots: {folder}")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():  # past the output capture, into the log
+            reporter.write_line(f"\ndashboard screenshots: {folder}")
     return folder
 
 
