@@ -158,12 +158,13 @@ class Dashboard:
         d = self.link.call(address, "get_api")
 
         def got(api: Any) -> None:
-            if isinstance(api, dict):
-                self.apis[address] = api
-                entry = self.model.set_api(address, api)
-                if entry is not None:
-                    self._broadcast("agent", entry.summary(self.clock()))
-                self._broadcast("api", {"address": address, "api": api}, watch=address)
+            if not isinstance(api, dict) or api == self.apis.get(address):
+                return  # nothing new: nothing to push
+            self.apis[address] = api
+            entry = self.model.set_api(address, api)
+            if entry is not None:
+                self._broadcast("agent", entry.summary(self.clock()))
+            self._broadcast("api", {"address": address, "api": api}, watch=address)
 
         d.addCallback(got)
         d.addErrback(lambda f: log.debug("get_api of {a} failed: {why}", a=address, why=f.getErrorMessage()))
@@ -180,7 +181,7 @@ class Dashboard:
         if beats:
             self._broadcast("beats", sorted(beats))
         for (address, feed), fields in pending.items():
-            self._broadcast("points", {"address": address, "feed": feed, "fields": fields})
+            self._broadcast("points", {"address": address, "feed": feed, "fields": fields}, watch=address)
         now = self.clock()
         for entry in self.model.expire(now):
             self._broadcast("agent", entry.summary(now))
