@@ -188,6 +188,23 @@ def test_abort_from_the_page(site, web, browser, client):
           10, "the session view does not show the abort")
 
 
+def test_process_stop_and_start_from_the_page(site, web, browser, client):
+    open_agent(browser, web, FAKER)
+    badge = lambda: js(browser, card_js("count", "c.querySelector('.op.badge').getAttribute('data-code')"))
+    until(lambda: badge() == "3", 10, "count (started by --mode acq) is not shown running")
+    js(browser, card_js("count", "c.querySelector('button.stop').click()"))
+    until(lambda: "Requested stop on process count" in (reply_text(browser, "count") or ""), 10,
+          lambda: f"no stop reply: {reply_text(browser, 'count')!r}")
+    assert client.count.wait(15).session["status"] == "done"
+    until(lambda: badge() == "5", 10, "the op code badge does not show succeeded")
+    assert js(browser, card_js("count", "!!c.querySelector('textarea.params')"))  # count declares no @param
+    js(browser, card_js("count", "c.querySelector('button.start').click()"))
+    until(lambda: 'Started process "count".' in (reply_text(browser, "count") or ""), 10,
+          lambda: f"count not started: {reply_text(browser, 'count')!r}")
+    until(lambda: client.count.status().session.get("status") == "running", 10, "count did not run")
+    until(lambda: badge() == "3", 10, "the op code badge does not show running")
+
+
 def test_bad_parameter_shows_the_agents_error_text(site, web, browser, client):
     open_agent(browser, web, FAKER)
     expected = client.delay_task.start(delay=-1).msg
