@@ -24,6 +24,16 @@ def test_heartbeats_make_agents_and_report_changes():
     assert summary["instance_id"] == "a" and summary["age"] == 1.0 and summary["op_codes"] == {"acq": 3}
 
 
+def test_agents_are_bounded_and_under_the_root():
+    from clients.dashboard import model as model_module
+    m = SiteModel("observatory")
+    assert m.heartbeat({}, info("elsewhere.a"), now=0.0) == (None, False, False)
+    for i in range(model_module.MAX_AGENTS):
+        m.heartbeat({}, info(f"observatory.a{i}"), now=0.0)
+    assert m.heartbeat({}, info("observatory.one-too-many"), now=0.0)[0] is None
+    assert m.heartbeat({"x": 1}, info("observatory.a0"), now=1.0)[1] is True  # known ones go on
+
+
 def test_agent_is_lost_after_5_s_and_back_on_its_next_beat():
     m = SiteModel("observatory")
     m.heartbeat({}, info("observatory.a"), now=0.0)

@@ -21,6 +21,8 @@ DEFAULT_KEEP = 20_000
 #: Fields kept per feed, and feeds kept per agent (bounds what a misbehaving agent can cost).
 MAX_FIELDS = 64
 MAX_FEEDS = 32
+#: Agents kept (heartbeats from further addresses are ignored: a bound on what forged beats cost).
+MAX_AGENTS = 1000
 
 
 class FeedEventError(ValueError):
@@ -133,10 +135,14 @@ class SiteModel:
         self.agents: dict[str, AgentEntry] = {}
         self.feeds: dict[tuple[str, str], FeedBuffer] = {}
 
-    def heartbeat(self, codes: Any, info: dict[str, Any], now: float) -> tuple[AgentEntry, bool, bool]:
+    def heartbeat(self, codes: Any, info: dict[str, Any], now: float) -> tuple[AgentEntry | None, bool, bool]:
         """Record a heartbeat; return ``(entry, changed, new_run)``: ``changed`` when the site
-        view must be updated, ``new_run`` when the agent is new or restarted (ask its get_api)."""
+        view must be updated, ``new_run`` when the agent is new or restarted (ask its get_api).
+        ``entry`` is None for a new agent beyond :data:`MAX_AGENTS` or a malformed address."""
         address = info["agent_address"]
+        if address not in self.agents and (len(self.agents) >= MAX_AGENTS or len(address) > 255
+                                           or not address.startswith(self.root + ".")):
+            return None, False, False
         if not isinstance(codes, dict):  # very old agents publish 0 (no op codes)
             codes = {"old_agent_no_opcodes": 7}
         codes = {str(k): int(v) for k, v in codes.items() if isinstance(v, int)}

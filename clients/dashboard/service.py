@@ -135,6 +135,8 @@ class Dashboard:
             return
         if info.get("feed_name") == "heartbeat":
             entry, changed, new_run = self.model.heartbeat(payload, info, self.clock())
+            if entry is None:
+                return
             self._beats.add(entry.address)
             if new_run:
                 self._ask_api(entry.address)
