@@ -90,7 +90,7 @@ def test_history_queries_are_checked(args, message):
 class _Transport:
     lost = False
 
-    def loseConnection(self):  # noqa: N802
+    def abortConnection(self):  # noqa: N802
         self.lost = True
 
 

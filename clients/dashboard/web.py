@@ -210,7 +210,9 @@ class SseStream:
             self.behind += len(data)
             if self.behind > MAX_BEHIND:
                 self.closed = True
-                self.request.channel.transport.loseConnection()
+                transport = self.request.channel.transport
+                abort = getattr(transport, "abortConnection", None) or transport.loseConnection
+                abort()  # drop the backlog now, not once it is written
                 return
         self.request.write(data)
 
@@ -257,7 +259,7 @@ class _Api(resource.Resource):
         self.dashboard = dashboard
 
     def render_GET(self, request):  # noqa: N802
-        name = request.postpath[0].decode() if request.postpath else ""
+        name = request.postpath[0].decode("utf-8", "replace") if request.postpath else ""
         d = self.dashboard
         try:
             if name == "site":
@@ -282,7 +284,7 @@ class _Api(resource.Resource):
         return _json(request, {"error": f"no API {name!r}"}, 404)
 
     def render_POST(self, request):  # noqa: N802
-        name = request.postpath[0].decode() if request.postpath else ""
+        name = request.postpath[0].decode("utf-8", "replace") if request.postpath else ""
         if name != "op":
             return _json(request, {"error": f"no API {name!r} for POST"}, 404)
         ctype = (request.getHeader("content-type") or "").split(";")[0].strip().lower()
