@@ -27,7 +27,7 @@ $(BJDATA_STAMP): $(PY)
 $(STAMP): $(PY) $(BJDATA_STAMP) setup.cfg pyproject.toml
 	@echo "installing ocs-core and its dependencies into $(VENV) (a few minutes the first time)"
 	PYBJDATA_NO_EXTENSION=1 $(PY) -m pip install --disable-pip-version-check --progress-bar off \
-		-e '.[test,router,plot]'
+		-e '.[test,router,plot,web]'
 	touch $(STAMP)
 
 # The real iblutil (an interop peer of the rig-event tests) lives in a venv of its own: it pulls in
@@ -64,7 +64,7 @@ test: $(STAMP) $(IBL_STAMP) smbluesky-venv
 
 # `make demo PORT=9001` (or OCS_DEMO_PORT=9001): the router on 9001, the demo's agents on 9002...
 demo: $(STAMP)
-	$(PY) clients/examples/demo.py --site-file site-config.yaml $(if $(PORT),--port $(PORT))
+	$(PY) clients/examples/demo.py --site-file site-config.yaml $(if $(PORT),--port $(PORT)) $(if $(KEEP),--keep)
 
 bench: $(STAMP)
 	$(PY) bench/rpc.py

@@ -26,7 +26,7 @@ SANS_IO = [
     "ocs_core.framing.length_prefixed", "ocs_core.framing.lines",
     "ocs_core.runtime.backoff", "ocs_core.runtime.codes", "ocs_core.runtime.log_format",
     "ocs_core.runtime.feeds",
-    "ocs_core.runtime.lock", "ocs_core.runtime.params", "ocs_core.runtime.session",
+    "ocs_core.runtime.lock", "ocs_core.runtime.params", "ocs_core.runtime.param_specs", "ocs_core.runtime.session",
     "ocs_core.site.config", "ocs_core.site.args", "ocs_core.router.config",
     "ocs_core.supervisor.child", "ocs_core.supervisor.control", "ocs_core.supervisor.plan",
     "ocs_core.supervisor.precheck", "ocs_core.supervisor.managers", "ocs_core.site.ocs_plugins",
@@ -34,6 +34,7 @@ SANS_IO = [
     "agents.obe.classic.commands", "agents.obe.newrun",
     "agents.instrument.commands", "agents.instrument.signatures", "agents.instrument.profiles",
     "agents.rig.events", "agents.rig.messages", "agents.rig.feed_format", "agents.rig.state",
+    "clients.dashboard.model",
 ]
 
 

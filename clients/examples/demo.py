@@ -7,12 +7,18 @@
 4. ``agent_scan.py``: the OBE agent's own adaptive_scan Process drives the instrument agent;
 5. ``ocs-core down``, whatever happened before.
 
+``ocs-core web`` serves the dashboard throughout (its address is printed); with ``--keep``
+(``make demo KEEP=1``) the site and the page stay up, with a new adaptive scan every 30 s to
+watch on the OBE panel, until Ctrl-C.
+
 Exits non-zero, naming the step, when anything fails.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -34,6 +40,43 @@ def run(step: str, cmd: list[str], timeout: float) -> None:
     print(f"--- {step} done in {time.monotonic() - t0:.1f} s", flush=True)
 
 
+def start_dashboard(ocs_core: list[str], site: list[str], port: int, log: Path) -> tuple[subprocess.Popen, str]:
+    """``ocs-core web`` on ``port`` (another free one if it is taken), logging to ``log``; its
+    process and address."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([*ocs_core, "web", "--port", str(port), *site], stdout=out, stderr=out,
+                                stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 20
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    print(f"\n=== dashboard: {url} (ocs-core web; log {log})", flush=True)
+    return proc, url
+
+
+def keep_up(url: str, scan: list[str]) -> None:
+    """Keep the site and the dashboard up until Ctrl-C (or SIGTERM), with an adaptive scan every 30 s."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    print(f"\nthe site and the dashboard stay up: open {url} (the OBE panel is on the obe-1 page); "
+          "Ctrl-C stops everything", flush=True)
+    while True:
+        subprocess.run(scan, stdout=subprocess.DEVNULL)
+        time.sleep(30)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the ocs-core demo site end to end.")
     parser.add_argument("--steps", type=int, default=60, help="measurements of the adaptive scan")
@@ -45,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=os.environ.get("OCS_DEMO_PORT") or None,
                         help="router port; the agents' ports follow it (default: the site file's, "
                              "8001 and on; $OCS_DEMO_PORT)")
+    parser.add_argument("--web-port", type=int, default=None,
+                        help="the dashboard's port (default: 8002, or the router port + 10 with --port)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the site and the dashboard up until Ctrl-C (make demo KEEP=1)")
     args = parser.parse_args(argv)
 
     if args.port:  # a copy of the site file on the ports asked for (see demo_ports.py)
@@ -70,13 +117,23 @@ def main(argv: list[str] | None = None) -> int:
     ]
     t0 = time.monotonic()
     failed = None
+    web = None
     try:
         run("bring up the site", [*ocs_core, "up", "--run-dir", args.run_dir, *site], 180)
+        web_port = args.web_port or (args.port + 10 if args.port else 8002)
+        web, url = start_dashboard(ocs_core, site, web_port, Path(args.run_dir) / "web.log")
         for step, cmd, timeout in steps:
             run(step, cmd, timeout)
-    except (RuntimeError, KeyboardInterrupt) as exc:
-        failed = str(exc) or "interrupted"
+        if args.keep:
+            keep_up(url, [sys.executable, str(EXAMPLES / "agent_scan.py"), "--steps", "60", *common, *site])
+    except KeyboardInterrupt:
+        failed = None if args.keep else "interrupted"
+    except RuntimeError as exc:
+        failed = str(exc)
     finally:
+        if web is not None:
+            web.terminate()
+            web.wait(10)
         try:
             run("shut the site down", [*ocs_core, "down", "--run-dir", args.run_dir, *site], 60)
         except RuntimeError as exc:

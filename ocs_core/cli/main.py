@@ -30,6 +30,7 @@ SUBCOMMANDS: list[str] = [
     "ocs_core.cli.agent",
     "ocs_core.cli.site",
     "clients.cli_commands",  # named by string: ocs_core does not import clients
+    "clients.dashboard.cli",
 ]
 
 #: Subcommands whose module is known up front, so that running one imports only that module.

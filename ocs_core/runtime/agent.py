@@ -32,6 +32,7 @@ from ocs_core.runtime.feeds import Feed, FeedError
 from ocs_core.runtime.logs import start_logging
 from ocs_core.runtime.codes import FEATURES_QUERY, START_AND_WAIT
 from ocs_core.runtime.operations import OpFunc, Operation, Operations
+from ocs_core.runtime.param_specs import PARAM_SPECS_QUERY, encode_param_specs
 from ocs_core.runtime.session import OpSession
 
 log = Logger(namespace="ocs_core.runtime.agent")
@@ -302,6 +303,8 @@ class OCSAgent:
             return self.agent_class
         if q == FEATURES_QUERY:
             return FEATURES
+        if q == PARAM_SPECS_QUERY:
+            return encode_param_specs(self.operations)
         return None
 
     def get_api(self) -> dict[str, Any]:
