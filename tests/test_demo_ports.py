@@ -38,7 +38,7 @@ def test_makefile_passes_port_and_shows_install_progress():
                           text=True, timeout=60).stdout
     assert "clients/examples/demo.py --site-file site-config.yaml --port 9100" in plan
     commands = plan.replace("\\\n", " ").splitlines()
-    project = next(c for c in commands if "-e '.[test,router,plot]'" in c)
+    project = next(c for c in commands if "-e '.[test,router,plot,web]'" in c)
     assert "pip install" in project and "--quiet" not in project
     plain = subprocess.run(["make", "-n", "demo"], cwd=ROOT, capture_output=True, text=True, timeout=60).stdout
     assert "--port" not in plain
