@@ -27,6 +27,7 @@ from twisted.internet.endpoints import clientFromString
 from twisted.logger import Logger
 from twisted.python import threadable
 
+from ocs_core.runtime.access import AccessControl, AccessRuleError
 from ocs_core.runtime.agent_config import AgentConfig
 from ocs_core.runtime.backoff import BackoffPolicy
 from ocs_core.runtime.feeds import Feed, FeedError
@@ -73,7 +74,9 @@ class OCSAgent:
         self.agent_address = config.address
         self.agent_class = config.agent_class
         self.session_id = str(time.time())
-        self.operations = Operations(reactor, on_message=self._log_session_message)
+        self.access = AccessControl(config.access_policy, config.instance_id, config.agent_class)
+        self.operations = Operations(reactor, on_message=self._log_session_message,
+                                     access=self.access)
         self.feeds: dict[str, Feed] = {}
         self.heartbeat_enabled = True
         self._heartbeat = Feed(self.agent_address, "heartbeat", agent_class=config.agent_class,
@@ -90,21 +93,26 @@ class OCSAgent:
         self._shutting_down = False
         self.exit_code = 0
         self.on_first_join: defer.Deferred = defer.Deferred()
+        if self.access.director_id is not None:
+            self.subscribe(self._director_controls,
+                           f"{config.address_root}.{self.access.director_id}.feeds.controls")
 
     # -- registration API -------------------------------------------------------------------
     def register_task(self, name: str, func: OpFunc, aborter: OpFunc | None = None, *,
                       blocking: bool = True, aborter_blocking: bool | None = None,
-                      startup: bool | dict = False) -> Operation:
+                      startup: bool | dict = False, min_privs: int = 1) -> Operation:
         """Register a Task ``func(session, params) -> (ok, message)``; see ocs's register_task."""
         return self.operations.register_task(name, func, aborter, blocking=blocking,
-                                             aborter_blocking=aborter_blocking, startup=startup)
+                                             aborter_blocking=aborter_blocking, startup=startup,
+                                             min_privs=min_privs)
 
     def register_process(self, name: str, start: OpFunc, stop: OpFunc, *, blocking: bool = True,
                          stopper_blocking: bool | None = None,
-                         startup: bool | dict = False) -> Operation:
+                         startup: bool | dict = False, min_privs: int = 1) -> Operation:
         """Register a Process with its start and stop functions."""
         return self.operations.register_process(name, start, stop, blocking=blocking,
-                                                stopper_blocking=stopper_blocking, startup=startup)
+                                                stopper_blocking=stopper_blocking, startup=startup,
+                                                min_privs=min_privs)
 
     def register_feed(self, name: str, *, record: bool = False, agg_params: dict | None = None,
                       buffer_time: float = 0.0, outbox_size: int = 10_000) -> Feed:
@@ -207,6 +215,8 @@ class OCSAgent:
             self._subscribe_one(session, handler, topic, options)
         if not self._beat.running:
             self._beat.start(self.config.heartbeat_period, now=True)
+        if self.access.director_id is not None:
+            self._poll_director(session)
         first = not self._joined_once
         self._joined_once = True
         if first:
@@ -308,8 +318,7 @@ class OCSAgent:
             "feeds": self._feed_list(),
             "processes": [[o.name, o.encoded_session(), o.op_info()] for o in ops.processes()],
             "tasks": [[o.name, o.encoded_session(), o.op_info()] for o in ops.tasks()],
-            "access_control": {"version": 1, "policy": "none", "update_timestamp": float(self.session_id),
-                               "update_count": 0, "step": 0},
+            "access_control": self.access.info(),
         }
 
     def _feed_list(self) -> list[list[Any]]:
@@ -324,7 +333,21 @@ class OCSAgent:
         if not isinstance(action, str) or not isinstance(op_name, str):
             raise ApplicationError(RUNTIME_ERROR, "ops calls need two string arguments: action "
                                    f"(start, status, wait, stop, abort) and op_name; got {action!r}, {op_name!r}")
-        return self.operations.dispatch(action, op_name, params, timeout)
+        return self.operations.dispatch(action, op_name, params, timeout, password)
+
+    # -- access director --------------------------------------------------------------------
+    def _poll_director(self, session: _Session) -> None:
+        director = f"{self.config.address_root}.{self.access.director_id}"
+        d = session.call(f"{director}.agent_poll", instance_id=self.config.instance_id,
+                         agent_class=self.agent_class)
+        d.addErrback(lambda f: log.warn("asking the access director {d} for rules failed ({why}); "
+                                        "keeping the current rules until it publishes",
+                                        d=director, why=f.getErrorMessage()))
+
+    def _director_controls(self, *args: Any, **kwargs: Any) -> None:
+        applied, why = self.access.apply_controls(args[0] if len(args) == 1 else list(args))
+        if why:
+            (log.info if applied else log.warn)("access director: {why}", why=why)
 
     # -- feeds over the wire ----------------------------------------------------------------
     def _emit_from_any_thread(self, feed: Feed, payloads: list) -> None:
@@ -430,4 +453,7 @@ def init_site_agent(args: Any, agent_class: str, log_level: str | None = None) -
     log_file = os.path.join(log_dir, f"{config.address}.log") if log_dir else None
     start_logging(level=log_level or os.environ.get("LOGLEVEL", "info"), log_file=log_file,
                   prefix=f"{config.instance_id} ")
-    return OCSAgent(config)
+    try:
+        return OCSAgent(config)
+    except AccessRuleError as exc:  # a bad --access-policy: one line, exit status 1
+        sys.exit(f"{config.instance_id}: error: {exc}")
