@@ -29,7 +29,8 @@ SANS_IO = [
     "ocs_core.runtime.session",
     "ocs_core.site.config", "ocs_core.site.args", "ocs_core.router.config",
     "ocs_core.supervisor.child",
-    "agents.obe.classic.commands", "agents.obe.newrun",
+    "agents.obe.classic.commands", "agents.obe.newrun", "agents.access.config",
+    "agents.access.director",
     "agents.instrument.commands", "agents.instrument.signatures",
     "agents.rig.events", "agents.rig.messages", "agents.rig.feed_format", "agents.rig.state",
 ]

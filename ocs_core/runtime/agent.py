@@ -82,6 +82,7 @@ class OCSAgent:
         self._heartbeat = Feed(self.agent_address, "heartbeat", agent_class=config.agent_class,
                                session_id=self.session_id, outbox_size=0)
         self._subscriptions: list[tuple[Callable, str, dict | None]] = []
+        self._procedures: list[tuple[Callable, str]] = []
         self._session: _Session | None = None
         self._feeds_live = False
         self._joined_once = False
@@ -166,6 +167,14 @@ class OCSAgent:
         if self._session is not None and self._session.is_attached():
             self._subscribe_one(self._session, handler, topic, options)
 
+    def register_procedure(self, func: Callable, name: str) -> None:
+        """Serve ``func`` as the procedure ``<agent address>.<name>``, now and on every (re)join."""
+        uri = f"{self.agent_address}.{name}"
+        self._procedures.append((func, uri))
+        if self.session is not None:
+            self.session.register(func, uri).addErrback(
+                lambda f: log.error("registering {uri} failed: {why}", uri=uri, why=f.getErrorMessage()))
+
     @property
     def session(self) -> ApplicationSession | None:
         """The joined WAMP session, or None while the router is away."""
@@ -206,6 +215,8 @@ class OCSAgent:
         try:
             await session.register(self._ops_rpc, f"{addr}.ops")
             await session.register(self._management_rpc, addr)
+            for func, uri in self._procedures:
+                await session.register(func, uri)
         except ApplicationError as exc:
             self._fatal_registration(exc)
             return

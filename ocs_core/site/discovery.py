@@ -25,7 +25,7 @@ __all__ = ["ENTRY_POINT_GROUP", "AGENTS_ENV", "AgentEntryError", "agent_entries"
 
 ENTRY_POINT_GROUP = "ocs_core.agents"
 AGENTS_ENV = "OCS_CORE_AGENTS"
-_SETUP_CFG = Path(__file__).resolve().parent.parent / "setup.cfg"
+_SETUP_CFG = Path(__file__).resolve().parents[2] / "setup.cfg"  # the checkout root
 
 
 class AgentEntryError(LookupError):
