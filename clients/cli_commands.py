@@ -292,7 +292,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     now = time.time()
     live = {a: c for a, (t, c) in beats.items() if now - t <= LIVE_WINDOW}
     print(f"Live agents: {len(live)}")
-    http = ControlClient(hub.address_root, hub.wamp_http, timeout=3.0)
+    http = ControlClient(hub.address_root, hub.wamp_http, timeout=3.0, signing=hub.signing)
     rows = []
     for address in sorted(live):
         instance = address[len(hub.address_root) + 1:]

@@ -56,7 +56,7 @@ class ExclusiveAccess:
             raise ValueError(f"lifetime must be > 0 seconds, got {lifetime!r}")
         hub = resolve_hub(args, site_file=site_file, site_host=site_host)
         address = f"{hub.address_root}.{director}"
-        self._client = ControlClient(address, hub.wamp_http, timeout=timeout)
+        self._client = ControlClient(address, hub.wamp_http, timeout=timeout, signing=hub.signing)
         self._procedure = f"{address}.request_exclusive"
         self._request = {"grant_name": grant_name, "password": password,
                          "grantee": grantee or f"{getpass.getuser()}@{socket.gethostname()}:{os.getpid()}"}

@@ -171,7 +171,8 @@ class OCSClient:
         hub = resolve_hub(args, site_file=site_file, site_host=site_host)
         self.instance_id = instance_id
         self.agent_address = f"{hub.address_root}.{instance_id}"
-        self._client = ControlClient(self.agent_address, hub.wamp_http, timeout=timeout)
+        self._client = ControlClient(self.agent_address, hub.wamp_http, timeout=timeout,
+                                     signing=hub.signing)
         api = self._client.get_api()
         if not isinstance(api, dict):
             raise ControlClientError(f"{self.agent_address} did not answer get_api with a "

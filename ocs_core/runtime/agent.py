@@ -30,6 +30,7 @@ from twisted.python import threadable
 from ocs_core.runtime.access import AccessControl, AccessRuleError
 from ocs_core.runtime.agent_config import AgentConfig
 from ocs_core.runtime.backoff import BackoffPolicy
+from ocs_core.runtime.cryptosign import answer_challenge, join_options
 from ocs_core.runtime.feeds import Feed, FeedError
 from ocs_core.runtime.logs import start_logging
 from ocs_core.runtime.operations import OpFunc, Operation, Operations
@@ -47,7 +48,14 @@ class _Session(ApplicationSession):
         super().__init__(config)
         self._agent = agent
 
-    def onJoin(self, details):  # noqa: N802 (autobahn's name)
+    def onConnect(self):  # noqa: N802 (autobahn's name)
+        self.join(self.config.realm, **join_options(self._agent.config.instance_id,
+                                                    self._agent.config.auth_key))
+
+    def onChallenge(self, challenge):  # noqa: N802
+        return answer_challenge(self._agent.config.auth_key, challenge.method, challenge.extra)
+
+    def onJoin(self, details):  # noqa: N802
         return self._agent._joined(self, details)
 
     def onLeave(self, details):  # noqa: N802
@@ -259,8 +267,10 @@ class OCSAgent:
     def _left(self, session: _Session, details: Any) -> None:
         if not self._joined_once and details.reason in ("wamp.error.no_such_realm",
                                                         "wamp.error.not_authorized"):
-            log.error("the router at {url} refused realm {realm!r} ({reason})",
-                      url=self.config.wamp_server, realm=self.config.realm, reason=details.reason)
+            what = (f"the cryptosign key of {self.config.instance_id!r}" if self.config.auth_key
+                    else f"realm {self.config.realm!r}")
+            log.error("the router at {url} refused {what} ({reason}: {why})", url=self.config.wamp_server,
+                      what=what, reason=details.reason, why=details.message or "no detail")
             self.exit_code = 1
             self.shutdown()
 

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ocs_core.router.process import Router, RouterError, probe
+from ocs_core.router.auth import open_mode_warning
+from ocs_core.router.process import Router, RouterError, hub_signing, probe
 from ocs_core.runtime.backoff import BackoffPolicy
 from ocs_core.site.config import HubConfig, SiteConfigError, load_site_config
 from ocs_core.site.discovery import find_agent_entry
@@ -351,13 +352,17 @@ class Supervisor:
             self._blocking = True
             try:
                 pid = router.start(timeout=self.router_timeout)
-            except RouterError as exc:
+            except (RouterError, SiteConfigError) as exc:  # a credentials problem, too
                 self._emit(child.spawn_failed(self._clock(), str(exc)))
                 return True
             finally:
                 self._blocking = False
             self._emit(child.spawned(self._clock(), pid))
             self._emit(child.ready(self._clock()))
+            warning = open_mode_warning(self.plan.hub)
+            if warning and not getattr(self, "_warned_open", False):
+                self._warned_open = True
+                self._out(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {warning}")
             return True
         return False
 
@@ -424,4 +429,5 @@ class Supervisor:
 
 def router_answers(hub: HubConfig) -> bool:
     """Whether a router answers the HTTP bridge probe for ``hub`` right now."""
-    return probe(hub.wamp_http, hub.address_root, timeout=1.0) == "wamp.error.no_such_procedure"
+    return probe(hub.wamp_http, hub.address_root, timeout=1.0,
+                 signing=hub_signing(hub)) == "wamp.error.no_such_procedure"
