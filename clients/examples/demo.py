@@ -61,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     failed = None
     try:
+        keys = subprocess.run([*ocs_core, "credentials", "create", *site], capture_output=True,
+                              text=True, timeout=60)  # an authenticated site: keys on first run
+        print(keys.stdout.strip() or keys.stderr.strip(), flush=True)
+        if keys.returncode != 0:
+            raise RuntimeError("creating the site's credentials failed")
         run("bring up the site", [*ocs_core, "up", "--run-dir", args.run_dir, *site], 180)
         for step, cmd, timeout in steps:
             run(step, cmd, timeout)

@@ -26,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     p = actions.add_parser("create", parents=[common],
                            help="add a key for every agent instance of the site (and the HTTP "
                                 "bridge's secret) that has none")
+    p.add_argument("--force", action="store_true", help="also for a site that runs open")
     p.set_defaults(func=run_create)
     p = actions.add_parser("rotate", parents=[common], help="replace keys (old ones stop working)")
     p.add_argument("instance_ids", nargs="*", metavar="INSTANCE_ID")
@@ -67,6 +68,10 @@ def _new_key() -> AgentKey:
 
 def run_create(args: argparse.Namespace) -> int:
     cfg, path = _site(args)
+    if not cfg.hub.authenticated and not args.force:
+        print(f"{cfg.path}: the site runs open (hub.auth: none): no keys needed "
+              "(--force creates them anyway)")
+        return 0
     creds = _load(path, missing_ok=True)
     added = [iid for iid in _all_instances(cfg) if iid not in creds.agents]
     for iid in added:
@@ -77,8 +82,10 @@ def run_create(args: argparse.Namespace) -> int:
     save_credentials(creds, path)
     what = f"{len(added)} new agent key(s)" + (f" and the HTTP secret {http!r}" if http else "")
     note = "" if cfg.hub.authenticated else " (the site runs open: set hub.auth: cryptosign to use them)"
+    if cfg.hub.authenticated:
+        note += f"; router authenticated (cryptosign){', HTTP bridge signed' if cfg.hub.http_key else ''}"
     print(f"{path}: {what}; {len(creds.agents)} agent(s) in all{note}"
-          + (f"; {RESTART}" if added or http else ""))
+          + ("; restart a running router to load them" if added or http else ""))
     return 0
 
 

@@ -22,11 +22,13 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ocs_core.framing.http_signing import signed_params
 from ocs_core.router.auth import open_mode_warning
 from ocs_core.router.process import Router, RouterError, hub_signing, probe
 from ocs_core.runtime.backoff import BackoffPolicy
@@ -175,7 +177,10 @@ def _ready_probe(agent_class: str) -> Callable[[list[str]], bool] | None:
 def agent_registered(hub: HubConfig, address: str, timeout: float = 1.0) -> bool:
     """Whether ``address`` answers ``get_agent_class`` through the HTTP bridge."""
     body = json.dumps({"procedure": address, "args": ["get_agent_class"]}).encode()
-    request = urllib.request.Request(hub.wamp_http, data=body, method="POST",
+    url, signing = hub.wamp_http, hub_signing(hub)
+    if signing is not None:  # a signed bridge (hub.http_key)
+        url = f"{url}?{urllib.parse.urlencode(signed_params(*signing, body, 1))}"
+    request = urllib.request.Request(url, data=body, method="POST",
                                      headers={"Content-Type": "application/json"})
     try:
         with _OPENER.open(request, timeout=timeout) as reply:
