@@ -179,3 +179,11 @@ def test_cli_call_with_privs(router, agents, password_file):
     assert missing.stderr.strip() == (f"ocs-core: error: privs=3: no password file at "
                                       f"{password_file} (set OCS_PASSWORDS_FILE or create "
                                       "~/.ocs-passwords.yaml)")
+
+
+@pytest.mark.parametrize("password", [12345, ["pw2"], {"pw": "pw2"}, "x" * 500_000, True])
+def test_odd_passwords_get_level_1_and_the_agent_stays_up(router, agents, password):
+    reply = router.call(router.address(OURS) + ".ops", "start", "delay_task", {"delay": 0.05},
+                        password=password)
+    assert reply["args"][0][:2] == list(REFUSED_1[:2])
+    assert router.call(router.address(OURS), "get_agent_class")["args"] == ["FakeDataAgent"]
