@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import urllib.parse
 from typing import Any
 
 import requests
@@ -68,11 +69,13 @@ class ControlClient:
         """Call ``procedure`` and return its single result; raise ControlClientError on failure."""
         body = json.dumps({"procedure": procedure, "args": list(args), "kwargs": kwargs}).encode()
         timeout = self.timeout if request_timeout is None else request_timeout
-        query = None if self._signing is None else signed_params(*self._signing, body, next(self._seq))
         try:
             # no Content-Type header, like ocs: the bridge allows that and checking one costs it
             # about 0.15 ms per call
-            response = self.http.post(self.url, data=body, params=query, timeout=timeout)
+            if self._signing is None:
+                response = self.http.post(self.url, data=body, timeout=timeout)
+            else:
+                response = self._post_signed(body, timeout)
         except requests.Timeout:
             raise ControlClientError(f"no answer from {self.url} within {timeout:g} s calling "
                                      f"{procedure}; is the router overloaded or the agent stuck?",
@@ -101,6 +104,15 @@ class ControlClient:
             raise self._bridge_error(procedure, reply)
         result = reply.get("args") or [None]
         return result[0]
+
+    def _post_signed(self, body: bytes, timeout: float) -> requests.Response:
+        """POST ``body`` with the signature's query parameters appended to the prepared URL
+        (requests' own ``params=`` handling costs ~0.05 ms a call more; the values are
+        URL-encoded here)."""
+        prepared = self.http.prepare_request(requests.Request("POST", self.url, data=body))
+        query = signed_params(*self._signing, body, next(self._seq))
+        prepared.url = f"{prepared.url}?{urllib.parse.urlencode(query)}"
+        return self.http.send(prepared, timeout=timeout)
 
     def _bridge_error(self, procedure: str, reply: dict) -> ControlClientError:
         uri = reply.get("error")

@@ -105,7 +105,7 @@ def site(router, tmp_path_factory):
                                 "--config-file", str(config)))
         for iid in (OUR_FAKER, OCS_FAKER, FOLLOWS_OCS):
             _until(lambda iid=iid: _ac(router, iid)["update_count"] >= 1, what=f"{iid} got rules")
-        yield ours[0]
+        yield {agent.instance_id: agent for agent in ours}
     finally:
         for agent in ours:
             agent.terminate()
@@ -196,3 +196,23 @@ async def test_garbage_on_the_controls_feed_is_ignored(router, site):
     after = _ac(router, OUR_FAKER)
     assert (after["update_count"], after["step"]) == (before["update_count"], before["step"])
     assert _start(router, OUR_FAKER, "fd-two", delay=0.05)[0] == 0
+
+
+def test_the_grant_is_renewed_in_the_background(router, site):
+    with ExclusiveAccess("fake-subsystem", password="grant-pw", grantee="tester", lifetime=1.5,
+                         director=DIRECTOR, args=_site(router)) as grant:
+        first = grant.expire_at
+        _until(lambda: grant.expire_at > first, timeout=10, what="a background renewal")
+        _wait_step(router, grant._call("renew")["step"])
+        time.sleep(2.0)  # past the first expiry: still held because it was renewed
+        assert _start(router, OUR_FAKER, "fd-two", delay=0.05) == (-1, LOCKED, None)
+        assert grant.renew_error is None
+    _until(lambda: _start(router, OUR_FAKER, "fd-two", delay=0.05)[0] == 0, what="released")
+
+
+def test_agents_keep_the_last_rules_while_the_director_is_away(router, site):
+    site[DIRECTOR].terminate()
+    _until(lambda: "error" in router.call(router.address(DIRECTOR), "get_agent_class", timeout=2),
+           what="director gone")
+    assert _start(router, OUR_FAKER, "fd-two", delay=0.05) == (0, 'Started task "delay_task".', 2)
+    assert _start(router, OUR_FAKER, None, delay=0.05)[0] == -1

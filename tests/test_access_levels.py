@@ -13,6 +13,7 @@ import sys
 import time
 
 import pytest
+import pytest_twisted
 import yaml
 
 from clients.ocs_client import OCSClient
@@ -187,3 +188,22 @@ def test_odd_passwords_get_level_1_and_the_agent_stays_up(router, agents, passwo
                         password=password)
     assert reply["args"][0][:2] == list(REFUSED_1[:2])
     assert router.call(router.address(OURS), "get_agent_class")["args"] == ["FakeDataAgent"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_control_program_clients_send_privs(router, agents, password_file):
+    from clients.client_t import TaskClient
+    from wamp_helpers import connect
+
+    session = await connect(router.ws_url)
+    try:
+        address = router.address(OURS)
+        refused = await TaskClient(session, address, "delay_task").start(delay=0.05)
+        assert refused[:2] == list(REFUSED_1[:2])
+        for privs, level in (("pw2", 2), (3, 3)):  # a password, and a level from the password file
+            task = TaskClient(session, address, "delay_task", privs=privs)
+            started = await task.start(delay=0.05)
+            assert started[0] == 0 and started[2]["cred_level"] == level
+            assert (await task.wait(timeout=5))[0] == 0
+    finally:
+        session.leave()

@@ -198,9 +198,22 @@ def test_credentials_file_must_be_private(site, tmp_path):
         load_credentials(path)
 
 
-def test_unsigned_bridge_is_loopback_only(tmp_path):
-    with running_router(tmp_path, auth=True, sign_http=False) as router:
-        assert http_call(router.http_url, "observatory.x", "get_api")["error"] == "wamp.error.no_such_procedure"
-        caller = json.loads((router.router.node_dir / "config.json").read_text())
-        options = caller["workers"][0]["transports"][0]["paths"]["call"]["options"]
-        assert options["require_ip"] == ["127.0.0.0/8", "::1/128"] and "secret" not in options
+@pytest.fixture(scope="module")
+def closed_site(tmp_path_factory):
+    """Authenticated, unsigned (loopback-only) bridge, no anonymous sessions."""
+    with running_router(tmp_path_factory.mktemp("closed"), auth=True, sign_http=False,
+                        anonymous="none") as router:
+        yield router
+
+
+def test_unsigned_bridge_is_loopback_only(closed_site):
+    router = closed_site
+    assert http_call(router.http_url, "observatory.x", "get_api")["error"] == "wamp.error.no_such_procedure"
+    caller = json.loads((router.router.node_dir / "config.json").read_text())
+    options = caller["workers"][0]["transports"][0]["paths"]["call"]["options"]
+    assert options["require_ip"] == ["127.0.0.0/8", "::1/128"] and "secret" not in options
+
+
+@pytest_twisted.ensureDeferred
+async def test_without_anonymous_controllers_an_unauthenticated_session_cannot_join(closed_site):
+    assert await refused(join(closed_site)) == "wamp.error.no_auth_method"

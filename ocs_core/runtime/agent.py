@@ -361,8 +361,8 @@ class OCSAgent:
         director = f"{self.config.address_root}.{self.access.director_id}"
         d = session.call(f"{director}.agent_poll", instance_id=self.config.instance_id,
                          agent_class=self.agent_class)
-        d.addErrback(lambda f: log.warn("asking the access director {d} for rules failed ({why}); "
-                                        "keeping the current rules until it publishes",
+        d.addErrback(lambda f: log.info("the access director {d} did not answer ({why}); keeping "
+                                        "the current rules until it publishes",
                                         d=director, why=f.getErrorMessage()))
 
     def _director_controls(self, *args: Any, **kwargs: Any) -> None:
