@@ -198,6 +198,19 @@ def test_credentials_file_must_be_private(site, tmp_path):
         load_credentials(path)
 
 
+def test_a_new_instance_after_a_router_restart_which_agents_ride_out(site):
+    site.add_instance("FakeDataAgent", "auth-late")  # gets a key; the router reads keys at start
+    site.restart()
+    late = site.agent("auth-late")
+    try:
+        late.wait_registered(20)
+        site.agent(FAKER, start=False).wait_registered(30)  # the running agent joined again
+        client = OCSClient(FAKER, args=["--site-file", str(site.site_file)])
+        assert client.delay_task(delay=0.05).session["success"] is True
+    finally:
+        late.terminate()
+
+
 @pytest.fixture(scope="module")
 def closed_site(tmp_path_factory):
     """Authenticated, unsigned (loopback-only) bridge, no anonymous sessions."""
