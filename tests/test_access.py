@@ -9,7 +9,7 @@ import pytest
 
 from ocs_core.runtime.access import (
     SUPERUSER_KEY, AccessControl, AccessRuleError, CredLevel, HashedPass, ScopeSpec,
-    client_password, parse_password_file, parse_policy, parse_rule, pattern_match, short_md5)
+    client_password, parse_password_file, parse_policy, pattern_match, short_md5)
 
 GOOD_RULE = {"hashed_pass": {"hash": "md5", "value": short_md5("pw")}, "cred_level": 3,
              "scope_spec": {"default": True, "agent_class": None, "instance_id": None},

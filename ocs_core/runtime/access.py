@@ -18,7 +18,8 @@ from typing import Any, Callable
 
 __all__ = ["AC_VERSION", "CredLevel", "SUPERUSER_KEY", "HashedPass", "ScopeSpec", "AccessRule",
            "AccessControl", "AccessRuleError", "parse_policy", "parse_rule", "pattern_match",
-           "rejection_message", "NO_POLICY_DETAIL", "DEFAULT_DIRECTOR"]
+           "rejection_message", "NO_POLICY_DETAIL", "DEFAULT_DIRECTOR", "Policy", "short_md5",
+           "PasswordFileEntry", "parse_password_file", "client_password", "FREE", "MAX_STRING"]
 
 #: The access-control protocol version agents report and director messages carry.
 AC_VERSION = 1
