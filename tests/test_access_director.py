@@ -73,6 +73,8 @@ def test_request_exclusive_results_and_texts(director):
     assert r(grant_name="block", password="bpw", action="renew", expire_at=1e12)["expire_at"] < 1e6
     assert r(grant_name="block", password="bpw", action="fly")["error"].startswith("Unknown action")
     assert r(grant_name="block", password="bpw", action="renew", expire_at="soon")["error"].startswith("expire_at")
+    assert r(grant_name="block", password="bpw", action="renew", expire_at=float("nan"))["error"].startswith("expire_at")
+    assert r(grant_name=["block"], action="acquire")["error"].startswith("Named grant not found")
     assert r(grant_name="block", password="bpw", action="release")["message"] == "grant released"
 
 

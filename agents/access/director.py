@@ -6,6 +6,7 @@ start, on every change, and every minute) or a ``target`` message with one agent
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -128,16 +129,17 @@ class Director:
             return {"error": f"Credential failed to access ({grant_name})"}
         if action not in ACTIONS:
             return {"error": f"Unknown action {str(action)[:40]!r}; expected acquire, renew or release."}
-        if expire_at is not None and (isinstance(expire_at, bool)
-                                      or not isinstance(expire_at, (int, float))):
+        if expire_at is not None and (isinstance(expire_at, bool) or not isinstance(expire_at, (int, float))
+                                      or not math.isfinite(expire_at)):
             return {"error": "expire_at must be a unix time (a number) or null."}
         if grantee is not None and not isinstance(grantee, str):
             return {"error": "grantee must be a string or null."}
+        grantee = grantee[:MAX_STRING] if grantee else grantee
         held = self.grants.get(grant_name)
         if action == "acquire":
             if held is not None and strict:
                 return {"error": f"Grant is already held (grantee: {held.grantee}); release it first."}
-            secret, rules = grant_rules(block, grantee[:MAX_STRING] if grantee else grantee)
+            secret, rules = grant_rules(block, grantee)
             grant = self.grants[grant_name] = Grant(grant_name, rules, self._expiry(expire_at), grantee)
             self.changed()
             return {"message": "grant acquired", "password": secret, "grant_name": grant_name,
