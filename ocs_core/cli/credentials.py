@@ -47,8 +47,10 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 def _site(args: argparse.Namespace) -> tuple[SiteConfig, Path]:
     cfg = load_site_config(site_file_path(args.site_file))
-    path = cfg.hub.credentials or str(Path(cfg.path or ".").resolve().parent / DEFAULT_CREDENTIALS)
-    return cfg, Path(path)
+    path = Path(cfg.hub.credentials or DEFAULT_CREDENTIALS).expanduser()
+    if not path.is_absolute():  # an open site's hub.credentials is not resolved by the loader
+        path = Path(cfg.path or "site-config.yaml").resolve().parent / path
+    return cfg, path
 
 
 def _load(path: Path, missing_ok: bool = False) -> Credentials:
