@@ -153,6 +153,8 @@ class ControlClient:
 def _refusal(reply: dict) -> str | None:
     """What to do about a bridge refusal of signing or address (None for other 400s)."""
     text = str(reply.get("error", ""))
+    if "replayed nonce" in text:
+        return "this signed request was already used (a replay)"
     if "signature" in text:
         return ("it requires signed requests (hub.http_key) and this one was unsigned, stale "
                 "or signed with another secret; check the credentials file and the clock")

@@ -25,6 +25,7 @@ PACKAGES = ("ocs_core", "agents", "clients")
 SANS_IO = [
     "ocs_core.framing.length_prefixed", "ocs_core.framing.lines", "ocs_core.framing.http_signing",
     "ocs_core.runtime.cryptosign", "ocs_core.site.credentials", "ocs_core.router.auth",
+    "ocs_core.router.replay_guard",
     "ocs_core.runtime.backoff", "ocs_core.runtime.codes", "ocs_core.runtime.feeds",
     "ocs_core.runtime.access", "ocs_core.runtime.lock", "ocs_core.runtime.params",
     "ocs_core.runtime.session",

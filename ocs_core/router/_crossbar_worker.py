@@ -8,6 +8,9 @@ fixes keep the router's log clean in normal operation:
 * crossbar 26's HTTP caller bridge finishes a request twice whenever a call returns a WAMP
   error (``_fail_request`` then the render callback), so Twisted warns "request.finish called
   twice" on the first error reply. The reply itself is correct; the warning is filtered.
+
+And one addition: :mod:`ocs_core.router.replay_guard` refuses replayed signed bridge requests
+(crossbar checks their timestamp, not their nonce).
 """
 import runpy
 import warnings
@@ -17,4 +20,7 @@ from ocs_core import _quiet_imports  # noqa: F401  (must run before crossbar imp
 warnings.filterwarnings("ignore", message=r"Warning! request\.finish called twice", category=UserWarning)
 
 if __name__ == "__main__":
+    from ocs_core.router.replay_guard import install
+
+    install()
     runpy.run_module("crossbar.worker.main", run_name="__main__", alter_sys=True)
