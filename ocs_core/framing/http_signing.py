@@ -3,7 +3,8 @@
 crossbar checks ``signature == urlsafe_b64(HMAC-SHA256(secret, key | timestamp | seq | nonce |
 body))`` and that ``timestamp`` (UTC, ``%Y-%m-%dT%H:%M:%S.%fZ``) is within its
 ``timestamp_delta_limit`` of its own clock. As installed (26.10.1) it checks neither ``seq`` nor
-``nonce``, so a captured request can be replayed inside that window.
+``nonce``, so a captured request could be replayed inside that window
+(:mod:`ocs_core.router.replay_guard` refuses replays in the router worker).
 """
 from __future__ import annotations
 

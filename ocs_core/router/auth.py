@@ -25,8 +25,8 @@ __all__ = ["agent_role", "SIGNED_WINDOW_S", "LOOPBACK_NETS", "authenticated_part
            "open_mode_warning"]
 
 CONTROLLER_ROLE = "controller"
-#: crossbar's timestamp_delta_limit for signed bridge requests: a captured request can be
-#: replayed within this many seconds (crossbar 26.10.1 checks neither seq nor nonce).
+#: crossbar's timestamp_delta_limit for signed bridge requests (seconds of tolerated clock
+#: skew; replays within it are refused by ocs_core.router.replay_guard, not by crossbar).
 SIGNED_WINDOW_S = 10
 LOOPBACK_NETS = ["127.0.0.0/8", "::1/128"]
 
