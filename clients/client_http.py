@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import itertools
 import json
-import urllib.parse
 from typing import Any
 
 import requests
 
-from ocs_core.framing.http_signing import signed_params
+from ocs_core.framing.http_signing import signed_query
 
 #: Seconds any single HTTP request may take (long waits are split into requests of this size).
 DEFAULT_TIMEOUT = 10.0
@@ -107,11 +106,9 @@ class ControlClient:
 
     def _post_signed(self, body: bytes, timeout: float) -> requests.Response:
         """POST ``body`` with the signature's query parameters appended to the prepared URL
-        (requests' own ``params=`` handling costs ~0.05 ms a call more; the values are
-        URL-encoded here)."""
+        (requests' own ``params=`` handling costs ~0.05 ms a call more)."""
         prepared = self.http.prepare_request(requests.Request("POST", self.url, data=body))
-        query = signed_params(*self._signing, body, next(self._seq))
-        prepared.url = f"{prepared.url}?{urllib.parse.urlencode(query)}"
+        prepared.url = f"{prepared.url}?{signed_query(*self._signing, body, next(self._seq))}"
         return self.http.send(prepared, timeout=timeout)
 
     def _bridge_error(self, procedure: str, reply: dict) -> ControlClientError:
