@@ -69,13 +69,14 @@ class AccessDirector:
         "grantee"}]}``.
         """
         self._manager = session
+        self._last_reset = self.agent.reactor.seconds()
         self.director.changed()
         while session.status == "running":
             expired = self.director.expire()
             for name in expired:
                 log.info("grant expired: {name}", name=name)
             if self.agent.reactor.seconds() - self._last_reset >= RESET_PERIOD:
-                self.director.changed()
+                self.director.announce()
             self._publish()
             await dsleep(1.0)
         self._manager = None

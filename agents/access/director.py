@@ -63,6 +63,10 @@ class Director:
         self.step += 1
         self.pending.append(self._reset())
 
+    def announce(self) -> None:
+        """Every rule again, same step (the periodic reset)."""
+        self.pending.append(self._reset())
+
     def all_rules(self) -> list[AccessRule]:
         rules = list(self.config.rules)
         for grant in self.grants.values():
