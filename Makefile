@@ -69,6 +69,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/rpc.py
 	$(PY) bench/obe.py
+	$(PY) bench/access.py
 
 clean:
 	rm -rf $(VENV) $(IBL_VENV) $(SMB_VENV) *.egg-info .pytest_cache

@@ -16,6 +16,7 @@ from ocs_core.runtime.codes import OpCode, ResponseCode
 
 from clients.client_http import ControlClient, ControlClientError
 from clients.ocs_client import OCSClient
+from clients.passwords import PasswordFileError
 from clients.site import resolve_hub
 
 #: Seconds after which an agent whose heartbeat was not seen is not listed by ``scan``.
@@ -46,12 +47,14 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     p.add_argument("op", metavar="OP")
     p.add_argument("params", nargs="*", metavar="key=value")
     p.add_argument("--no-wait", action="store_true", help="start a Task and return at once")
+    _privs_option(p)
     p.set_defaults(func=cmd_call, extra_hint="op params are key=value, e.g. watts=2, not --watts 2")
 
     for action in ("stop", "abort"):
         p = subparsers.add_parser(action, parents=[common], help=f"{action} an op")
         p.add_argument("instance_id", metavar="INSTANCE")
         p.add_argument("op", metavar="OP")
+        _privs_option(p)
         p.set_defaults(func=cmd_stop_abort, action=action)
 
     p = subparsers.add_parser("listen", parents=[common], help="print the events of a feed or topic")
@@ -60,6 +63,16 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     p.add_argument("--count", type=int, default=None, help="stop after this many events")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.set_defaults(func=cmd_listen)
+
+
+def _privs_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--privs", metavar="LEVEL|PASSWORD", type=_privs, default=None,
+                        help="1, 2 or 3: the password for that level from $OCS_PASSWORDS_FILE "
+                             "(else ~/.ocs-passwords.yaml); anything else: the password itself")
+
+
+def _privs(text: str) -> int | str:
+    return int(text) if text in ("1", "2", "3") else text
 
 
 class UsageError(ValueError):
@@ -85,7 +98,8 @@ def parse_params(items: list[str]) -> dict[str, Any]:
 
 
 def _client(args: argparse.Namespace) -> OCSClient:
-    return OCSClient(args.instance_id, site_file=args.site_file, site_host=args.site_host)
+    return OCSClient(args.instance_id, getattr(args, "privs", None), site_file=args.site_file,
+                     site_host=args.site_host)
 
 
 def _op(client: OCSClient, name: str):
@@ -110,7 +124,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         if args.op:
             print(repr(_op(client, args.op).status()))
             return 0
-    except (ControlClientError, UsageError) as exc:
+    except (ControlClientError, UsageError, PasswordFileError) as exc:
         return _fail(exc)
     api = client.api
     print(f"{args.instance_id}: {api.get('agent_class')} on {api.get('instance_hostname')} "
@@ -150,7 +164,7 @@ def cmd_call(args: argparse.Namespace) -> int:
             print(repr(reply))
             return 0
         return _follow(op, reply, f"{args.instance_id} {args.op}")
-    except (ControlClientError, UsageError) as exc:
+    except (ControlClientError, UsageError, PasswordFileError) as exc:
         return _fail(exc)
 
 
@@ -188,7 +202,7 @@ def cmd_stop_abort(args: argparse.Namespace) -> int:
             raise UsageError(f"{args.op} is a {kind}; use "
                              f"`ocs-core {'abort' if args.action == 'stop' else 'stop'}`")
         reply = method()
-    except (ControlClientError, UsageError) as exc:
+    except (ControlClientError, UsageError, PasswordFileError) as exc:
         return _fail(exc)
     if reply.status != ResponseCode.OK:
         return _fail(ValueError(f"{args.action} {args.instance_id} {args.op}: {reply.msg}"))
@@ -302,7 +316,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     now = time.time()
     live = {a: c for a, (t, c) in beats.items() if now - t <= LIVE_WINDOW}
     print(f"Live agents: {len(live)}")
-    http = ControlClient(hub.address_root, hub.wamp_http, timeout=3.0)
+    http = ControlClient(hub.address_root, hub.wamp_http, timeout=3.0, signing=hub.signing)
     rows = []
     for address in sorted(live):
         instance = address[len(hub.address_root) + 1:]

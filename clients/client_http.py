@@ -6,12 +6,14 @@ the URL or instance and what to check.
 """
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
 import requests
 
 from ocs_core.runtime.codes import FEATURES_QUERY, START_AND_WAIT
+from ocs_core.framing.http_signing import signed_query
 
 #: Seconds any single HTTP request may take (long waits are split into requests of this size).
 DEFAULT_TIMEOUT = 10.0
@@ -43,13 +45,17 @@ class ControlClient:
         timeout: seconds for each request.
         session: a ``requests.Session`` to share (one is made otherwise, ignoring proxy
             settings of the environment: the router is reached directly).
+        signing: ``(key, secret)`` when the bridge requires signed requests (``hub.http_key``).
     """
 
     def __init__(self, agent_address: str, url: str, timeout: float = DEFAULT_TIMEOUT,
-                 session: requests.Session | None = None) -> None:
+                 session: requests.Session | None = None,
+                 signing: tuple[str, str] | None = None) -> None:
         self.agent_address = agent_address
         self.url = url
         self.timeout = timeout
+        self._signing = signing
+        self._seq = itertools.count(1)
         if session is None:
             session = requests.Session()
             # Talk to the router directly: no proxy or netrc from the environment (a lab's
@@ -77,12 +83,15 @@ class ControlClient:
     def call(self, procedure: str, *args: Any, request_timeout: float | None = None,
              **kwargs: Any) -> Any:
         """Call ``procedure`` and return its single result; raise ControlClientError on failure."""
-        body = json.dumps({"procedure": procedure, "args": list(args), "kwargs": kwargs})
+        body = json.dumps({"procedure": procedure, "args": list(args), "kwargs": kwargs}).encode()
         timeout = self.timeout if request_timeout is None else request_timeout
         try:
             # no Content-Type header, like ocs: the bridge allows that and checking one costs it
             # about 0.15 ms per call
-            response = self.http.post(self.url, data=body, timeout=timeout)
+            if self._signing is None:
+                response = self.http.post(self.url, data=body, timeout=timeout)
+            else:
+                response = self._post_signed(body, timeout)
         except requests.Timeout:
             raise ControlClientError(f"no answer from {self.url} within {timeout:g} s calling "
                                      f"{procedure}; is the router overloaded or the agent stuck?",
@@ -97,6 +106,11 @@ class ControlClient:
             reply = response.json()
         except ValueError:
             reply = None
+        if response.status_code in (400, 401) and isinstance(reply, dict) and _refusal(reply):
+            raise ControlClientError(f"the HTTP bridge at {self.url} refused the request: "
+                                     f"{_refusal(reply)} ({reply.get('error')})",
+                                     "client_http.error.request_refused",
+                                     [f"Server replied with code {response.status_code}"])
         if response.status_code != 200 or not isinstance(reply, dict):
             raise ControlClientError(f"the HTTP bridge at {self.url} answered HTTP "
                                      f"{response.status_code}: {response.text[:200]!r}",
@@ -106,6 +120,13 @@ class ControlClient:
             raise self._bridge_error(procedure, reply)
         result = reply.get("args") or [None]
         return result[0]
+
+    def _post_signed(self, body: bytes, timeout: float) -> requests.Response:
+        """POST ``body`` with the signature's query parameters appended to the prepared URL
+        (requests' own ``params=`` handling costs ~0.05 ms a call more)."""
+        prepared = self.http.prepare_request(requests.Request("POST", self.url, data=body))
+        prepared.url = f"{prepared.url}?{signed_query(*self._signing, body, next(self._seq))}"
+        return self.http.send(prepared, timeout=timeout)
 
     def _bridge_error(self, procedure: str, reply: dict) -> ControlClientError:
         uri = reply.get("error")
@@ -122,6 +143,10 @@ class ControlClient:
             msg = f"{procedure} failed at {self.url}: {uri}: {detail}"
         return ControlClientError(msg, str(uri), args, kwargs)
 
+    def special(self, name: str, **kwargs: Any) -> Any:
+        """Call the agent's procedure ``<agent>.<name>`` with keyword arguments (ocs's name)."""
+        return self.call(f"{self.agent_address}.{name}", **kwargs)
+
     def get_api(self) -> dict[str, Any]:
         """The agent's ``get_api`` description."""
         return self.call(self.agent_address, "get_api")
@@ -137,3 +162,17 @@ class ControlClient:
 
     def close(self) -> None:
         self.http.close()
+
+
+def _refusal(reply: dict) -> str | None:
+    """What to do about a bridge refusal of signing or address (None for other 400s)."""
+    text = str(reply.get("error", ""))
+    if "replayed nonce" in text:
+        return "this signed request was already used (a replay)"
+    if "signature" in text:
+        return ("it requires signed requests (hub.http_key) and this one was unsigned, stale "
+                "or signed with another secret; check the credentials file and the clock")
+    if "IP address" in text:
+        return ("it accepts loopback clients only (the site names no hub.http_key); run on "
+                "the router's host or sign requests")
+    return None

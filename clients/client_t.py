@@ -31,6 +31,7 @@ from twisted.internet.endpoints import clientFromString
 
 from ocs_core.runtime.codes import FEATURES_QUERY, OK, START_AND_WAIT
 from ocs_core.runtime.timing import dsleep
+from clients.passwords import password_for
 from clients.site import parse_control_args, resolve_hub
 
 __all__ = ["run_control_script", "run_with_session", "OperationClient", "TaskClient",
@@ -69,21 +70,34 @@ class OperationClient:
         app: a joined ``ApplicationSession``, or an agent whose ``.session`` is used.
         agent_address: e.g. ``observatory.fake-data1``.
         op_name: the Task or Process name.
+        privs: a password, or a level 1-3 looked up in ocs's password file as OCSClient does
+            (the agent's class is asked for once, on the first request).
     """
 
-    def __init__(self, app: Any, agent_address: str, op_name: str) -> None:
+    def __init__(self, app: Any, agent_address: str, op_name: str, privs: Any = None) -> None:
         self.app = app
         self.agent_address = agent_address
         self.op_name = op_name
+        self._privs = privs
+        self._password: str | None = None if isinstance(privs, int) and privs > 1 else \
+            password_for(privs, agent_address.rpartition(".")[2], None)
 
-    def request(self, action: str, params: Any = None, timeout: float | None = None) -> defer.Deferred:
-        """Send ``action`` (start, status, wait, stop, abort) to the op."""
-        try:
-            session = _session_of(self.app)
-        except ConnectionError as exc:
-            return defer.fail(exc)
-        return session.call(f"{self.agent_address}.ops", action, self.op_name,
-                            params=params, timeout=timeout)
+    @defer.inlineCallbacks
+    def _resolve_password(self, session: ApplicationSession):
+        agent_class = yield session.call(self.agent_address, "get_agent_class")
+        self._password = password_for(self._privs, self.agent_address.rpartition(".")[2],
+                                      agent_class if isinstance(agent_class, str) else None)
+
+    @defer.inlineCallbacks
+    def request(self, action: str, params: Any = None, timeout: float | None = None):
+        """Send ``action`` (start, status, wait, stop, abort) to the op; fires with the reply."""
+        session = _session_of(self.app)
+        if self._password is None:
+            yield self._resolve_password(session)
+        extra = {"password": self._password} if self._password else {}
+        reply = yield session.call(f"{self.agent_address}.ops", action, self.op_name,
+                                   params=params, timeout=timeout, **extra)
+        return reply
 
     def start(self, params: dict | None = None, **kw: Any) -> defer.Deferred:
         """Start the op with ``params`` (a dict, or keyword arguments)."""

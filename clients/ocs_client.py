@@ -11,12 +11,14 @@ one import.
 from __future__ import annotations
 
 import time
+import warnings
 from collections import namedtuple
 from typing import Any
 
 from ocs_core.runtime.codes import ERROR, OK, START_AND_WAIT, TIMEOUT, ResponseCode
 
 from clients.client_http import DEFAULT_TIMEOUT, ControlClient, ControlClientError
+from clients.passwords import password_for
 from clients.site import resolve_hub
 
 __all__ = ["OCSClient", "OCSReply", "ControlClientError", "OK", "ERROR", "TIMEOUT", "ResponseCode"]
@@ -173,7 +175,9 @@ class OCSClient:
 
     Args:
         instance_id: the agent's instance-id.
-        privs: a password string, sent only to agents that report access control.
+        privs: a password string, or a level 1, 2 or 3 looked up in ocs's password file
+            (``$OCS_PASSWORDS_FILE``, else ``~/.ocs-passwords.yaml``); sent only to agents
+            that report access control.
         args: site options (``['--site-file', 'x.yaml']``) or a parsed namespace; by default
             the site file is ``$OCS_CONFIG_DIR/default.yaml`` when ``$OCS_CONFIG_DIR`` is set,
             else ``$OCS_SITE_FILE``, else ``./site-config.yaml`` (docs/site-and-router.md).
@@ -181,20 +185,25 @@ class OCSClient:
         timeout: seconds each HTTP request may take.
     """
 
-    def __init__(self, instance_id: str, privs: str | None = None, args: Any = None, *,
+    def __init__(self, instance_id: str, privs: str | int | None = None, args: Any = None, *,
                  site_file: str | None = None, site_host: str | None = None,
                  timeout: float = DEFAULT_TIMEOUT) -> None:
         hub = resolve_hub(args, site_file=site_file, site_host=site_host)
         self.instance_id = instance_id
         self.agent_address = f"{hub.address_root}.{instance_id}"
-        self._client = ControlClient(self.agent_address, hub.wamp_http, timeout=timeout)
+        self._client = ControlClient(self.agent_address, hub.wamp_http, timeout=timeout,
+                                     signing=hub.signing)
         api = self._client.get_api()
         if not isinstance(api, dict):
             raise ControlClientError(f"{self.agent_address} did not answer get_api with a "
                                      f"description (got {api!r}); is it an ocs agent?",
                                      "client_http.error.bad_api")
         self.api = api
-        password = privs if isinstance(privs, str) and "access_control" in api else None
+        password = password_for(privs, instance_id, api.get("agent_class")) or None
+        if password and "access_control" not in api:
+            warnings.warn(f"{self.agent_address} has no access control (ocs < 0.12); "
+                          "privs not sent", stacklevel=2)
+            password = None
         self._ops: dict[str, _Operation] = {}
         for kind, cls in (("tasks", _Task), ("processes", _Process)):
             for name, _session, info in api.get(kind, []):

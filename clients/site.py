@@ -4,10 +4,11 @@ from __future__ import annotations
 import argparse
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ocs_core.site import args as site_args
+from ocs_core.site.credentials import load_credentials
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,13 @@ class Hub:
     wamp_http: str
     wamp_realm: str
     address_root: str
+    http_key: str | None = None  #: signs HTTP bridge requests when set
+    http_secret: str | None = field(default=None, repr=False)
+
+    @property
+    def signing(self) -> tuple[str, str] | None:
+        """``(key, secret)`` for the HTTP bridge, or None (unsigned)."""
+        return (self.http_key, self.http_secret) if self.http_key and self.http_secret else None
 
 
 def add_site_arguments(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -108,4 +116,11 @@ def _hub_of(ns: argparse.Namespace) -> Hub:
         raise site_args.SiteConfigError(
             f"the site config gives no {', '.join(missing)}; set them in the hub section of "
             f"{getattr(ns, 'site_file', None) or 'site-config.yaml'} or pass --site-hub/--site-http")
-    return Hub(ns.site_hub, ns.site_http, ns.site_realm, ns.address_root)
+    key = getattr(ns, "site_http_key", None)
+    secret = None
+    if key:  # the bridge wants signed requests: the secret is in the credentials file
+        secret = load_credentials(ns.site_credentials).http.get(key)
+        if secret is None:
+            raise site_args.SiteConfigError(f"{ns.site_credentials}: no secret for hub.http_key "
+                                            f"{key!r}; ask for the site's credentials file")
+    return Hub(ns.site_hub, ns.site_http, ns.site_realm, ns.address_root, key, secret)

@@ -24,14 +24,18 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 import yaml
 
-from ocs_core.router.process import Router
+from ocs_core.framing.http_signing import new_secret, signed_params
+from ocs_core.router.process import Router, hub_signing
+from ocs_core.runtime.cryptosign import new_private_key, public_key
 from ocs_core.site.config import HubConfig, InstanceConfig, load_site_config
+from ocs_core.site.credentials import AgentKey, Credentials, load_credentials, save_credentials
 
 __all__ = ["free_port", "write_site_config", "http_call", "RouterFixture", "running_router",
            "AgentProcess", "project_env"]
@@ -59,7 +63,7 @@ def write_site_config(tmp_path: str | os.PathLike, port: int,
                       instances: Iterable[InstanceConfig | Mapping[str, Any]] = (), *,
                       realm: str = "test_realm", address_root: str = "observatory",
                       host: str = "localhost", log_dir: str | None = None,
-                      name: str = "site-config.yaml") -> Path:
+                      name: str = "site-config.yaml", hub_extra: Mapping[str, Any] | None = None) -> Path:
     """Write a site file for a loopback router on ``port``; return its path.
 
     Args:
@@ -71,6 +75,7 @@ def write_site_config(tmp_path: str | os.PathLike, port: int,
         host: the host entry the instances go under.
         log_dir: the host's ``log-dir``.
         name: the file name.
+        hub_extra: more hub keys (``auth``, ``credentials``, ``http_key``, ``anonymous``).
     """
     host_doc: dict[str, Any] = {"agent-instances": [_instance_doc(i) for i in instances]}
     if log_dir is not None:
@@ -78,7 +83,7 @@ def write_site_config(tmp_path: str | os.PathLike, port: int,
     doc = {
         "hub": {"wamp_server": f"ws://127.0.0.1:{port}/ws",
                 "wamp_http": f"http://127.0.0.1:{port}/call",
-                "wamp_realm": realm, "address_root": address_root},
+                "wamp_realm": realm, "address_root": address_root, **(hub_extra or {})},
         "hosts": {host: host_doc},
     }
     path = Path(tmp_path) / name
@@ -90,13 +95,16 @@ def write_site_config(tmp_path: str | os.PathLike, port: int,
 
 
 def http_call(http_url: str, procedure: str, *args: Any, timeout: float = 10.0,
-              **kwargs: Any) -> dict[str, Any]:
+              signing: tuple[str, str] | None = None, **kwargs: Any) -> dict[str, Any]:
     """POST one call to crossbar's HTTP caller bridge; return the decoded reply body.
 
     The body is ``{"args": [result]}`` on success, ``{"error": uri, "args": [...], ...}``
-    when the callee or the router refused.
+    when the callee or the router refused. ``signing`` is ``(key, secret)`` for a bridge
+    that requires signed requests.
     """
     body = json.dumps({"procedure": procedure, "args": list(args), "kwargs": kwargs}).encode()
+    if signing is not None:
+        http_url = f"{http_url}?{urllib.parse.urlencode(signed_params(*signing, body, 1))}"
     request = urllib.request.Request(http_url, data=body, method="POST",
                                      headers={"Content-Type": "application/json"})
     try:
@@ -124,17 +132,33 @@ class RouterFixture:
         port: the router's port. ``hub``: the site's :class:`HubConfig`. ``site_file``: path.
         http_url, ws_url: the router's HTTP bridge and websocket URLs.
         router: the :class:`~ocs_core.router.process.Router`.
+
+    With ``auth=True`` the site is authenticated (``hub.auth: cryptosign``, a credentials file
+    in ``directory`` with a key for every instance, a signed HTTP bridge unless
+    ``sign_http=False``); instances added later need a router restart (:meth:`restart`).
     """
 
     def __init__(self, directory: str | os.PathLike, port: int | None = None,
                  instances: Iterable[InstanceConfig | Mapping[str, Any]] = (), *,
                  realm: str = "test_realm", address_root: str = "observatory",
-                 loglevel: str = "warn"):
+                 loglevel: str = "warn", auth: bool = False, sign_http: bool = True,
+                 anonymous: str = "controller"):
         self.directory = Path(directory)
         self.port = port or free_port()
         self._instances = [_instance_doc(i) for i in instances]
         self._realm, self._root = realm, address_root
         self.log_dir = self.directory / "logs"
+        self._hub_extra: dict[str, Any] = {}
+        if auth:
+            self._hub_extra = {"auth": "cryptosign", "credentials": "credentials.yaml",
+                               "anonymous": anonymous}
+            if sign_http:
+                self._hub_extra["http_key"] = "test-http"
+            self.credentials_path = self.directory / "credentials.yaml"
+            creds = Credentials(http={"test-http": new_secret()} if sign_http else {})
+            save_credentials(creds, self.credentials_path)
+            for inst in self._instances:
+                self._add_key(inst["instance-id"])
         self.site_file = self._write()
         self.hub: HubConfig = load_site_config(self.site_file).hub
         self.router = Router(self.hub, self.directory / "router", loglevel=loglevel)
@@ -142,7 +166,25 @@ class RouterFixture:
 
     def _write(self) -> Path:
         return write_site_config(self.directory, self.port, self._instances, realm=self._realm,
-                                 address_root=self._root, log_dir=str(self.log_dir))
+                                 address_root=self._root, log_dir=str(self.log_dir),
+                                 hub_extra=self._hub_extra)
+
+    def _add_key(self, instance_id: str) -> None:
+        creds = load_credentials(self.credentials_path)
+        if instance_id not in creds.agents:
+            private = new_private_key()
+            creds.agents[instance_id] = AgentKey(public_key(private), private)
+            save_credentials(creds, self.credentials_path)
+
+    @property
+    def signing(self) -> tuple[str, str] | None:
+        """``(key, secret)`` of a signed HTTP bridge, else None."""
+        return hub_signing(self.hub)
+
+    def restart(self, timeout: float = 30) -> int:
+        """Stop and start the router (an authenticated router reads the keys when it starts)."""
+        self.stop()
+        return self.start(timeout=timeout)
 
     @property
     def address_root(self) -> str:
@@ -160,6 +202,8 @@ class RouterFixture:
         doc = {"agent-class": agent_class, "instance-id": instance_id,
                "arguments": [str(a) for a in arguments], **extra}
         self._instances = [i for i in self._instances if i.get("instance-id") != instance_id] + [doc]
+        if self._hub_extra:
+            self._add_key(instance_id)
         self._write()
 
     def address(self, instance_id: str) -> str:
@@ -168,7 +212,8 @@ class RouterFixture:
 
     def call(self, procedure: str, *args: Any, timeout: float = 10.0, **kwargs: Any) -> dict[str, Any]:
         """Call ``procedure`` through the HTTP bridge (see :func:`http_call`)."""
-        return http_call(self.http_url, procedure, *args, timeout=timeout, **kwargs)
+        return http_call(self.http_url, procedure, *args, timeout=timeout, signing=self.signing,
+                         **kwargs)
 
     def start(self, timeout: float = 30) -> int:
         """Start (or restart, on the same port) the router; return its pid once ready."""
@@ -225,6 +270,7 @@ class AgentProcess:
         self.env = dict(env or {})
         hub = load_site_config(self.site_file).hub
         self.http_url, self.address = hub.wamp_http, f"{hub.address_root}.{instance_id}"
+        self._signing = hub_signing(hub)
         self.proc: subprocess.Popen | None = None
         if start:
             self.start()
@@ -277,7 +323,8 @@ class AgentProcess:
                 raise RuntimeError(f"agent {self.instance_id} exited with status "
                                    f"{self.proc.returncode}: {self.log_text()[-2000:]}")
             try:
-                last = http_call(self.http_url, self.address, "get_agent_class", timeout=2.0)
+                last = http_call(self.http_url, self.address, "get_agent_class", timeout=2.0,
+                                 signing=self._signing)
                 if "error" not in last:
                     return time.monotonic() - t0
             except (OSError, ValueError) as exc:

@@ -41,6 +41,10 @@ def test_background_start_status_stop(site, tmp_path):
     start = ocs_core("router", "start", *node)
     assert start.returncode == 0, start.stderr
     assert f"router ready: ws://127.0.0.1:{port}/ws and http://127.0.0.1:{port}/call" in start.stdout
+    assert start.stderr.strip() == (  # open mode (no hub.auth): one warning line saying what it allows
+        f"warning: router in open mode (hub.auth: none): anyone who reaches ws://127.0.0.1:{port}/ws "
+        "can register, publish and call as any agent under 'observatory.' (set hub.auth: "
+        "cryptosign, see docs/security.md)")
     try:
         # the command returned, the router stays (detached) and answers
         assert probe(f"http://127.0.0.1:{port}/call", "observatory") == "wamp.error.no_such_procedure"
@@ -78,7 +82,8 @@ def test_foreground_runs_until_sigterm(site, tmp_path):
             proc.wait()
         Router(load_site_config(site_file).hub, tmp_path / "node").stop()  # never leave it behind
     assert proc.returncode == 0, err
-    assert "router stopped" in out and err == ""
+    assert "router stopped" in out
+    assert err.splitlines() == [next(l for l in err.splitlines() if l.startswith("warning: router in open mode"))]
     assert group_members(pid) == [] and not port_in_use("127.0.0.1", port)
 
 

@@ -30,6 +30,9 @@ def test_demo_end_to_end(tmp_path):
     assert "adaptive_scan ended: adaptive_scan: reached max_steps" in out
     assert "site down" in out and "demo finished" in out
     assert re.search(r"=== dashboard: http://127\.0\.0\.1:\d+/", out)
+    # the project's site runs authenticated: one line says so; keys created private
+    assert len([l for l in out.splitlines() if "router authenticated (cryptosign), HTTP bridge signed" in l]) == 1
+    assert (tmp_path / "ocs-credentials.yaml").stat().st_mode & 0o077 == 0
     assert (tmp_path / "out" / "scan.png").stat().st_size > 10_000
     assert "Traceback" not in result.stderr, result.stderr
     # nothing left: the supervisor and every agent that `up` reported are gone

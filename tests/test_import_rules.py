@@ -23,7 +23,9 @@ PACKAGES = ("ocs_core", "agents", "clients")
 
 #: Modules that hold pure logic: importing any of them must not load Twisted.
 SANS_IO = [
-    "ocs_core.framing.length_prefixed", "ocs_core.framing.lines",
+    "ocs_core.framing.length_prefixed", "ocs_core.framing.lines", "ocs_core.framing.http_signing",
+    "ocs_core.runtime.cryptosign", "ocs_core.site.credentials", "ocs_core.router.auth",
+    "ocs_core.router.replay_guard", "ocs_core.runtime.access",
     "ocs_core.runtime.backoff", "ocs_core.runtime.codes", "ocs_core.runtime.log_format",
     "ocs_core.runtime.feeds",
     "ocs_core.runtime.lock", "ocs_core.runtime.params", "ocs_core.runtime.param_specs", "ocs_core.runtime.session",
@@ -31,7 +33,8 @@ SANS_IO = [
     "ocs_core.supervisor.child", "ocs_core.supervisor.control", "ocs_core.supervisor.plan",
     "ocs_core.supervisor.precheck", "ocs_core.supervisor.managers", "ocs_core.site.ocs_plugins",
     "ocs_core.site.discovery", "agents.host_manager.children", "agents.ocs_plugin",
-    "agents.obe.classic.commands", "agents.obe.newrun",
+    "agents.obe.classic.commands", "agents.obe.newrun", "agents.access.config",
+    "agents.access.director",
     "agents.instrument.commands", "agents.instrument.signatures", "agents.instrument.profiles",
     "agents.rig.events", "agents.rig.messages", "agents.rig.feed_format", "agents.rig.state",
     "clients.dashboard.model",

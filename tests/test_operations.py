@@ -187,3 +187,35 @@ def _until(predicate, timeout=5.0):
         if reactor.seconds() > deadline:
             raise AssertionError("condition not met in time")
         yield dsleep(0.01)
+
+
+# -- access levels (the one privilege check every start/stop/abort path calls) ----------------
+def _guarded_ops(policy="override:two,three"):
+    from ocs_core.runtime.access import AccessControl
+
+    o = Ops()
+    o.ops.access = AccessControl(policy, "x")
+    o.ops.register_task("guarded", o.slow, o.abort_slow, blocking=False, min_privs=2)
+    return o
+
+
+@pytest_twisted.inlineCallbacks
+def test_privileges_are_checked_after_in_progress_and_before_params():
+    o = _guarded_ops()
+    assert o.ops.dispatch("start", "guarded", {}, password="nope") == [
+        ERROR, "The action requires credential level 2-ADVANCED but the client has only level 1-BASIC", {}]
+    code, msg, sess = o.ops.dispatch("start", "guarded", {}, password="two")
+    assert code == OK and sess["cred_level"] == 2
+    code, msg, _ = o.ops.dispatch("start", "guarded", {}, password="nope")
+    assert msg == 'Operation "guarded" already in progress.'  # before the access check, as in ocs
+    assert o.ops.dispatch("abort", "guarded", password="nope")[1].startswith("The action requires")
+    assert o.ops.dispatch("stop", "guarded", password="nope")[1].startswith('Cannot "stop"')
+    yield o.ops.stop_all(timeout=2)  # shutdown acts at level 4 whatever the rules say
+    assert o.ops["guarded"].session.done
+
+
+def test_min_privs_must_be_a_level():
+    o = Ops()
+    with pytest.raises(ValueError, match="min_privs must be a credential level 0..4, got 7"):
+        o.ops.register_task("bad", o.quick, min_privs=7)
+    assert o.ops.register_task("zero", o.quick, min_privs=0).op_info()["min_privs"] == 1

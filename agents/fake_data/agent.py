@@ -2,7 +2,8 @@
 
 Process ``acq`` publishes noisy temperatures on the recorded feed ``false_temperatures``; Process
 ``count`` counts seconds in the reactor; Task ``set_heartbeat`` pauses or resumes heartbeats; Task
-``delay_task(delay, succeed)`` waits and can be aborted. The interop tests and examples use it.
+``delay_task(delay, succeed)`` waits and can be aborted (under an access policy it needs level 2,
+as in ocs). The interop tests and examples use it.
 """
 from __future__ import annotations
 
@@ -121,6 +122,8 @@ class FakeDataAgent:
         ``session.data`` holds ``{"requested_delay": s, "delay_so_far": s}``.
         """
         delay = params["delay"]
+        if session.cred_level == 2 and delay == 3.33:  # ocs's own access-level test case
+            return False, "Actually you need access level 3+ to delay for 3.33 seconds."
         t0 = time.time()
         session.data = {"requested_delay": delay, "delay_so_far": 0.0}
         while True:
@@ -172,7 +175,10 @@ def main(args: list[str] | None = None) -> None:
     agent.register_process("acq", fake.acq, fake._stop_acq, blocking=True, startup=startup)
     agent.register_process("count", fake.count, fake._stop_count, blocking=False, startup=startup)
     agent.register_task("set_heartbeat", fake.set_heartbeat)
-    agent.register_task("delay_task", fake.delay_task, fake._abort_delay_task, blocking=False)
+    # As in ocs: under any access policy, delay_task needs level 2 (ocs's tests rely on it).
+    delay_privs = 1 if agent.access.policy == "none" else 2
+    agent.register_task("delay_task", fake.delay_task, fake._abort_delay_task, blocking=False,
+                        min_privs=delay_privs)
     agent.run()
 
 

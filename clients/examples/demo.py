@@ -119,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     failed = None
     web = None
     try:
+        keys = subprocess.run([*ocs_core, "credentials", "create", *site], capture_output=True,
+                              text=True, timeout=60)  # an authenticated site: keys on first run
+        print(keys.stdout.strip() or keys.stderr.strip(), flush=True)
+        if keys.returncode != 0:
+            raise RuntimeError("creating the site's credentials failed")
         run("bring up the site", [*ocs_core, "up", "--run-dir", args.run_dir, *site], 180)
         web_port = args.web_port or (args.port + 10 if args.port else 8002)
         web, url = start_dashboard(ocs_core, site, web_port, Path(args.run_dir) / "web.log")

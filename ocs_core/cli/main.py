@@ -29,6 +29,7 @@ SUBCOMMANDS: list[str] = [
     "ocs_core.cli.router",
     "ocs_core.cli.agent",
     "ocs_core.cli.site",
+    "ocs_core.cli.credentials",
     "clients.cli_commands",  # named by string: ocs_core does not import clients
     "clients.dashboard.cli",
 ]

@@ -6,6 +6,7 @@ import signal
 import sys
 from pathlib import Path
 
+from ocs_core.router.auth import open_mode_warning
 from ocs_core.router.process import Router
 from ocs_core.site.args import site_file_path
 from ocs_core.site.config import load_site_config
@@ -54,6 +55,9 @@ def run_start(args: argparse.Namespace) -> int:
     try:  # from here on, a SIGTERM (KeyboardInterrupt) is a clean stop, even before wait()
         print(f"router ready: {router.ws_url} and {router.http_url} (pid {pid}, log {router.log_path})",
               flush=True)
+        warning = open_mode_warning(router.hub)
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
         if not args.foreground:
             return 0
         status = router.wait()

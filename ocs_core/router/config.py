@@ -6,6 +6,9 @@ One router worker with the hub's realm and two roles, as in ocs's own template:
 * ``controller`` (the HTTP caller bridge): call, publish and subscribe; never register, so
   an HTTP client cannot pose as an agent.
 
+Authenticated hubs (``auth: cryptosign``) get per-agent roles and checks instead, from
+:mod:`ocs_core.router.auth` and the credentials file.
+
 One web transport on the hub's port serves the websocket path and the HTTP caller path named
 by the hub URLs (``ws://h:p/ws`` -> ``ws``, ``http://h:p/call`` -> ``call``) and ``info``
 (crossbar's node info page, a liveness probe). It binds to 127.0.0.1 unless the hub URL names
@@ -20,7 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from ocs_core.router.auth import authenticated_parts
 from ocs_core.site.config import HubConfig, SiteConfigError
+from ocs_core.site.credentials import Credentials
 
 __all__ = ["AGENT_ROLE", "CONTROLLER_ROLE", "WS_OPTIONS", "MAX_MESSAGE_SIZE", "MAX_HTTP_BODY",
            "Endpoint", "hub_endpoint", "render_config"]
@@ -117,7 +122,8 @@ def _permission(root: str, register: bool) -> dict[str, Any]:
 
 
 def render_config(hub: HubConfig, endpoint: Endpoint | None = None,
-                  worker_python: str | None = None) -> dict[str, Any]:
+                  worker_python: str | None = None,
+                  credentials: Credentials | None = None) -> dict[str, Any]:
     """The crossbar node config (``version: 2``) for this hub, as a JSON-ready dict.
 
     Args:
@@ -125,6 +131,7 @@ def render_config(hub: HubConfig, endpoint: Endpoint | None = None,
         endpoint: where to listen (default: from the hub URLs, see :func:`hub_endpoint`).
         worker_python: absolute path of the executable crossbar runs its router worker with
             (default: crossbar's own interpreter).
+        credentials: the site's credentials (needed when the hub is authenticated).
     """
     ep = endpoint or hub_endpoint(hub)
     tcp: dict[str, Any] = {"type": "tcp", "port": ep.port, "interface": ep.interface}
@@ -137,17 +144,23 @@ def render_config(hub: HubConfig, endpoint: Endpoint | None = None,
             {"name": CONTROLLER_ROLE, "permissions": [_permission(hub.address_root, False)]},
         ],
     }
+    ws_auth: dict[str, Any] = {"anonymous": {"type": "static", "role": AGENT_ROLE}}
+    caller: dict[str, Any] = {}
+    if hub.authenticated:
+        if credentials is None:
+            raise SiteConfigError(f"hub.auth is {hub.auth!r}: the router needs the credentials file")
+        realm["roles"], ws_auth, caller = authenticated_parts(hub, credentials)
     paths = {
         ep.ws_path: {
             "type": "websocket",
-            "auth": {"anonymous": {"type": "static", "role": AGENT_ROLE}},
+            "auth": ws_auth,
             "options": dict(WS_OPTIONS),
         },
         ep.http_path: {
             "type": "caller",
             "realm": hub.wamp_realm,
             "role": CONTROLLER_ROLE,
-            "options": {"post_body_limit": MAX_HTTP_BODY},
+            "options": {"post_body_limit": MAX_HTTP_BODY, **caller},
         },
         "info": {"type": "nodeinfo"},
     }

@@ -24,16 +24,19 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+from ocs_core.framing.http_signing import signed_params
 from ocs_core.router.config import Endpoint, hub_endpoint, render_config
 from ocs_core.site.config import HubConfig
+from ocs_core.site.credentials import CredentialsError, load_credentials
 from ocs_core.supervisor.process_group import group_alive, same_process, signal_group, start_time
 
 __all__ = ["Router", "RouterError", "CHECK_PROCEDURE", "PID_FILE", "CONFIG_FILE", "LOG_FILE",
-           "crossbar_installed", "port_in_use", "probe"]
+           "crossbar_installed", "port_in_use", "probe", "hub_signing"]
 
 CHECK_PROCEDURE = "_crossbar_check_"
 PID_FILE = "router.pid"
@@ -68,14 +71,33 @@ def port_in_use(interface: str, port: int) -> bool:
     return False
 
 
-def probe(http_url: str, address_root: str, timeout: float = 2.0) -> str | None:
+def hub_signing(hub: HubConfig) -> tuple[str, str] | None:
+    """``(key, secret)`` that sign HTTP bridge requests of this hub, or None when unsigned.
+
+    Raises:
+        CredentialsError: the credentials file is missing, too open, or lacks the secret.
+    """
+    if hub.http_key is None or hub.credentials is None:
+        return None
+    secret = load_credentials(hub.credentials).http.get(hub.http_key)
+    if secret is None:
+        raise CredentialsError(f"{hub.credentials}: no secret for hub.http_key {hub.http_key!r}")
+    return hub.http_key, secret
+
+
+def probe(http_url: str, address_root: str, timeout: float = 2.0,
+          signing: tuple[str, str] | None = None) -> str | None:
     """Call ``<root>._crossbar_check_`` through the HTTP bridge; return the error URI.
 
     ``wamp.error.no_such_procedure`` means the bridge's session is joined and the config is
     consistent; ``wamp.error.not_authorized`` means a realm or root mismatch. None means
-    no answer (connection refused, timeout, not JSON).
+    no answer (connection refused, timeout, not JSON). ``signing`` is ``(key, secret)``
+    when the bridge requires signed requests.
     """
     body = json.dumps({"procedure": f"{address_root}.{CHECK_PROCEDURE}"}).encode()
+    if signing is not None:
+        query = urllib.parse.urlencode(signed_params(signing[0], signing[1], body, 1))
+        http_url = f"{http_url}?{query}"
     request = urllib.request.Request(http_url, data=body, method="POST",
                                      headers={"Content-Type": "application/json"})
     try:
@@ -185,7 +207,8 @@ class Router:
 
     def is_ready(self) -> bool:
         """Whether the HTTP bridge answers with a joined session right now."""
-        return probe(self.http_url, self.hub.address_root, timeout=1.0) == "wamp.error.no_such_procedure"
+        return probe(self.http_url, self.hub.address_root, timeout=1.0,
+                     signing=hub_signing(self.hub)) == "wamp.error.no_such_procedure"
 
     def status(self) -> dict[str, Any]:
         """``running``, ``ready``, ``pid``, ``port``, ``http_url``, ``ws_url``, ``node_dir``."""
@@ -209,9 +232,13 @@ class Router:
             "fi\n"
             f'exec {shlex.quote(sys.executable)} "$@"\n', encoding="utf-8")
         wrapper.chmod(0o755)
-        config = render_config(self.hub, self.endpoint, worker_python=str(wrapper))
+        creds = load_credentials(self.hub.credentials) if self.hub.authenticated else None
+        config = render_config(self.hub, self.endpoint, worker_python=str(wrapper), credentials=creds)
         path = self.node_dir / CONFIG_FILE
-        path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        path.unlink(missing_ok=True)  # re-created private: it may hold the HTTP bridge's secret
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(config, indent=2) + "\n")
         return path
 
     def command(self) -> list[str]:
@@ -272,13 +299,14 @@ class Router:
                 probe (realm or root mismatch), or it is not ready within ``timeout``.
         """
         deadline = time.monotonic() + timeout
+        signing = hub_signing(self.hub)
         while True:
             if self._proc is not None and self._proc.poll() is not None:
                 raise RouterError(f"crossbar exited with status {self._proc.returncode} during "
                                   f"startup; log {self.log_path}: {_log_tail(self.log_path)}")
             if self._proc is None and not self.is_running():
                 raise RouterError(f"no router is running from {self.node_dir}")
-            answer = probe(self.http_url, self.hub.address_root, timeout=1.0)
+            answer = probe(self.http_url, self.hub.address_root, timeout=1.0, signing=signing)
             if answer == "wamp.error.no_such_procedure":
                 return
             if answer == "wamp.error.not_authorized":

@@ -26,8 +26,10 @@ from twisted.internet.endpoints import clientFromString
 from twisted.logger import Logger
 from twisted.python import threadable
 
+from ocs_core.runtime.access import AccessControl, AccessRuleError
 from ocs_core.runtime.agent_config import AgentConfig
 from ocs_core.runtime.backoff import BackoffPolicy
+from ocs_core.runtime.cryptosign import answer_challenge, join_options
 from ocs_core.runtime.feeds import Feed, FeedError
 from ocs_core.runtime.logs import start_logging
 from ocs_core.runtime.codes import FEATURES_QUERY, START_AND_WAIT
@@ -51,7 +53,14 @@ class _Session(ApplicationSession):
         super().__init__(config)
         self._agent = agent
 
-    def onJoin(self, details):  # noqa: N802 (autobahn's name)
+    def onConnect(self):  # noqa: N802 (autobahn's name)
+        self.join(self.config.realm, **join_options(self._agent.config.instance_id,
+                                                    self._agent.config.auth_key))
+
+    def onChallenge(self, challenge):  # noqa: N802
+        return answer_challenge(self._agent.config.auth_key, challenge.method, challenge.extra)
+
+    def onJoin(self, details):  # noqa: N802
         return self._agent._joined(self, details)
 
     def onLeave(self, details):  # noqa: N802
@@ -78,12 +87,15 @@ class OCSAgent:
         self.agent_address = config.address
         self.agent_class = config.agent_class
         self.session_id = str(time.time())
-        self.operations = Operations(reactor, on_message=self._log_session_message)
+        self.access = AccessControl(config.access_policy, config.instance_id, config.agent_class)
+        self.operations = Operations(reactor, on_message=self._log_session_message,
+                                     access=self.access)
         self.feeds: dict[str, Feed] = {}
         self.heartbeat_enabled = True
         self._heartbeat = Feed(self.agent_address, "heartbeat", agent_class=config.agent_class,
                                session_id=self.session_id, outbox_size=0)
         self._subscriptions: list[tuple[Callable, str, dict | None]] = []
+        self._procedures: list[tuple[Callable, str]] = []
         self._session: _Session | None = None
         self._feeds_live = False
         self._joined_once = False
@@ -95,21 +107,26 @@ class OCSAgent:
         self._shutting_down = False
         self.exit_code = 0
         self.on_first_join: defer.Deferred = defer.Deferred()
+        if self.access.director_id is not None:
+            self.subscribe(self._director_controls,
+                           f"{config.address_root}.{self.access.director_id}.feeds.controls")
 
     # -- registration API -------------------------------------------------------------------
     def register_task(self, name: str, func: OpFunc, aborter: OpFunc | None = None, *,
                       blocking: bool = True, aborter_blocking: bool | None = None,
-                      startup: bool | dict = False) -> Operation:
+                      startup: bool | dict = False, min_privs: int = 1) -> Operation:
         """Register a Task ``func(session, params) -> (ok, message)``; see ocs's register_task."""
         return self.operations.register_task(name, func, aborter, blocking=blocking,
-                                             aborter_blocking=aborter_blocking, startup=startup)
+                                             aborter_blocking=aborter_blocking, startup=startup,
+                                             min_privs=min_privs)
 
     def register_process(self, name: str, start: OpFunc, stop: OpFunc, *, blocking: bool = True,
                          stopper_blocking: bool | None = None,
-                         startup: bool | dict = False) -> Operation:
+                         startup: bool | dict = False, min_privs: int = 1) -> Operation:
         """Register a Process with its start and stop functions."""
         return self.operations.register_process(name, start, stop, blocking=blocking,
-                                                stopper_blocking=stopper_blocking, startup=startup)
+                                                stopper_blocking=stopper_blocking, startup=startup,
+                                                min_privs=min_privs)
 
     def register_feed(self, name: str, *, record: bool = False, agg_params: dict | None = None,
                       buffer_time: float = 0.0, outbox_size: int = 10_000) -> Feed:
@@ -163,6 +180,14 @@ class OCSAgent:
         if self._session is not None and self._session.is_attached():
             self._subscribe_one(self._session, handler, topic, options)
 
+    def register_procedure(self, func: Callable, name: str) -> None:
+        """Serve ``func`` as the procedure ``<agent address>.<name>``, now and on every (re)join."""
+        uri = f"{self.agent_address}.{name}"
+        self._procedures.append((func, uri))
+        if self.session is not None:
+            self.session.register(func, uri).addErrback(
+                lambda f: log.error("registering {uri} failed: {why}", uri=uri, why=f.getErrorMessage()))
+
     @property
     def session(self) -> ApplicationSession | None:
         """The joined WAMP session, or None while the router is away."""
@@ -203,6 +228,8 @@ class OCSAgent:
         try:
             await session.register(self._ops_rpc, f"{addr}.ops")
             await session.register(self._management_rpc, addr)
+            for func, uri in self._procedures:
+                await session.register(func, uri)
         except ApplicationError as exc:
             self._fatal_registration(exc)
             return
@@ -212,6 +239,8 @@ class OCSAgent:
             self._subscribe_one(session, handler, topic, options)
         if not self._beat.running:
             self._beat.start(self.config.heartbeat_period, now=True)
+        if self.access.director_id is not None:
+            self._poll_director(session)
         first = not self._joined_once
         self._joined_once = True
         if first:
@@ -243,8 +272,10 @@ class OCSAgent:
     def _left(self, session: _Session, details: Any) -> None:
         if not self._joined_once and details.reason in ("wamp.error.no_such_realm",
                                                         "wamp.error.not_authorized"):
-            log.error("the router at {url} refused realm {realm!r} ({reason})",
-                      url=self.config.wamp_server, realm=self.config.realm, reason=details.reason)
+            what = (f"the cryptosign key of {self.config.instance_id!r}" if self.config.auth_key
+                    else f"realm {self.config.realm!r}")
+            log.error("the router at {url} refused {what} ({reason}: {why})", url=self.config.wamp_server,
+                      what=what, reason=details.reason, why=details.message or "no detail")
             self.exit_code = 1
             self.shutdown()
 
@@ -317,8 +348,7 @@ class OCSAgent:
             "feeds": self._feed_list(),
             "processes": [[o.name, o.encoded_session(), o.op_info()] for o in ops.processes()],
             "tasks": [[o.name, o.encoded_session(), o.op_info()] for o in ops.tasks()],
-            "access_control": {"version": 1, "policy": "none", "update_timestamp": float(self.session_id),
-                               "update_count": 0, "step": 0},
+            "access_control": self.access.info(),
         }
 
     def _feed_list(self) -> list[list[Any]]:
@@ -334,7 +364,21 @@ class OCSAgent:
             raise ApplicationError(RUNTIME_ERROR, "ops calls need two string arguments: action "
                                    f"(start, status, wait, stop, abort, {START_AND_WAIT}) and "
                                    f"op_name; got {action!r}, {op_name!r}")
-        return self.operations.dispatch(action, op_name, params, timeout)
+        return self.operations.dispatch(action, op_name, params, timeout, password)
+
+    # -- access director --------------------------------------------------------------------
+    def _poll_director(self, session: _Session) -> None:
+        director = f"{self.config.address_root}.{self.access.director_id}"
+        d = session.call(f"{director}.agent_poll", instance_id=self.config.instance_id,
+                         agent_class=self.agent_class)
+        d.addErrback(lambda f: log.info("the access director {d} did not answer ({why}); keeping "
+                                        "the current rules until it publishes",
+                                        d=director, why=f.getErrorMessage()))
+
+    def _director_controls(self, *args: Any, **kwargs: Any) -> None:
+        applied, why = self.access.apply_controls(args[0] if len(args) == 1 else list(args))
+        if why:
+            (log.info if applied else log.warn)("access director: {why}", why=why)
 
     # -- feeds over the wire ----------------------------------------------------------------
     def _emit_from_any_thread(self, feed: Feed, payloads: list) -> None:
@@ -446,4 +490,7 @@ def init_site_agent(args: Any, agent_class: str, log_level: str | None = None) -
     log_file = os.path.join(log_dir, f"{config.address}.log") if log_dir else None
     start_logging(level=log_level or os.environ.get("LOGLEVEL", "info"), log_file=log_file,
                   prefix=f"{config.instance_id} ")
-    return OCSAgent(config)
+    try:
+        return OCSAgent(config)
+    except AccessRuleError as exc:  # a bad --access-policy: one line, exit status 1
+        sys.exit(f"{config.instance_id}: error: {exc}")

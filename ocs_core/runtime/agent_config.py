@@ -1,7 +1,7 @@
 """AgentConfig: where an agent lives on the router, and how it behaves when the router goes away."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["AgentConfig"]
@@ -20,6 +20,9 @@ class AgentConfig:
     replay_delay: float = 1.0  #: seconds after a rejoin before queued feed events are replayed
     heartbeat_period: float = 1.0
     max_retry_delay: float = 3.0
+    access_policy: str | None = None  #: ``none``, ``override:<pw2>,<pw3>`` or ``director:<id>``
+    #: the agent's cryptosign private key (authenticated sites); never shown in a repr
+    auth_key: str | None = field(default=None, repr=False)
 
     @property
     def address(self) -> str:
@@ -30,4 +33,6 @@ class AgentConfig:
         """Build from parsed site arguments (``ocs_core.site.args.parse_args``)."""
         return cls(instance_id=args.instance_id, address_root=args.address_root,
                    wamp_server=args.site_hub, realm=args.site_realm, agent_class=agent_class,
-                   crossbar_timeout=float(getattr(args, "crossbar_timeout", 0) or 0))
+                   crossbar_timeout=float(getattr(args, "crossbar_timeout", 0) or 0),
+                   access_policy=getattr(args, "access_policy", None),
+                   auth_key=getattr(args, "auth_key", None))

@@ -4,6 +4,9 @@
 exact message strings of ocs (quirks included, see the wire reference §3.3), and runs operation
 bodies: blocking ones in the reactor's thread pool, non-blocking ones in the reactor as Deferreds
 or coroutines. Every call into this module comes from the reactor thread.
+
+Every path that starts, stops or aborts an op goes through :meth:`Operations.authorize`, the one
+privilege check (ocs 0.12 access levels, :mod:`ocs_core.runtime.access`).
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ocs_core.runtime.access import SUPERUSER_KEY, AccessControl
 from ocs_core.runtime.codes import ERROR, OK, START_AND_WAIT, TIMEOUT, OpCode
 from ocs_core.runtime.params import ParamError, ParamSpec, declared_params, validate_params
 from ocs_core.runtime.session import OpSession, no_history
@@ -38,6 +42,7 @@ class Operation:
     stopper_blocking: bool
     startup: bool | dict = False
     params: list[ParamSpec] | None = None
+    min_privs: int = 1
     session: OpSession | None = None
     waiters: list[defer.Deferred] = field(default_factory=list)
 
@@ -49,7 +54,8 @@ class Operation:
         info: dict[str, Any] = {"blocking": self.blocking}
         if self.kind == "task":
             info["abortable"] = self.stopper is not None
-        info.update({"docstring": self.docstring, "op_type": self.kind, "min_privs": 1})
+        info.update({"docstring": self.docstring, "op_type": self.kind,
+                     "min_privs": self.min_privs})
         return info
 
     def encoded_session(self) -> dict[str, Any]:
@@ -70,10 +76,13 @@ class Operations:
     Args:
         reactor: provides time and ``callLater``; threads come from its thread pool.
         on_message: called with ``(session, text)`` for each session message (for logging).
+        access: the agent's access policy and rules (default: policy ``none``).
     """
 
-    def __init__(self, reactor: IReactorTime, on_message: Callable[[OpSession, str], None] | None = None):
+    def __init__(self, reactor: IReactorTime, on_message: Callable[[OpSession, str], None] | None = None,
+                 access: AccessControl | None = None):
         self._reactor = reactor
+        self.access = access if access is not None else AccessControl(None, "")
         self._on_message = on_message
         self._ops: dict[str, Operation] = {}
         self._next_session_id = 0
@@ -81,19 +90,22 @@ class Operations:
     # -- registration -----------------------------------------------------------------------
     def register_task(self, name: str, func: OpFunc, aborter: OpFunc | None = None, *,
                       blocking: bool = True, aborter_blocking: bool | None = None,
-                      startup: bool | dict = False) -> Operation:
-        """Register a Task: it runs to completion and may be aborted if ``aborter`` is given."""
+                      startup: bool | dict = False, min_privs: int = 1) -> Operation:
+        """Register a Task: it runs to completion and may be aborted if ``aborter`` is given.
+
+        ``min_privs`` (1..4, 0 counts as 1) is the credential level start and abort need."""
         return self._add(Operation(name, "task", func, aborter, blocking,
                                    blocking if aborter_blocking is None else aborter_blocking,
-                                   startup, declared_params(func)))
+                                   startup, declared_params(func), _min_privs(name, min_privs)))
 
     def register_process(self, name: str, start: OpFunc, stop: OpFunc, *, blocking: bool = True,
                          stopper_blocking: bool | None = None,
-                         startup: bool | dict = False) -> Operation:
-        """Register a Process: it runs until ``stop`` asks it to end."""
+                         startup: bool | dict = False, min_privs: int = 1) -> Operation:
+        """Register a Process: it runs until ``stop`` asks it to end; start and stop need
+        credential level ``min_privs``."""
         return self._add(Operation(name, "process", start, stop, blocking,
                                    blocking if stopper_blocking is None else stopper_blocking,
-                                   startup, declared_params(start)))
+                                   startup, declared_params(start), _min_privs(name, min_privs)))
 
     def _add(self, op: Operation) -> Operation:
         if not op.name or "." in op.name:
@@ -124,40 +136,59 @@ class Operations:
 
     # -- dispatch ---------------------------------------------------------------------------
     def dispatch(self, action: str, op_name: str, params: Any = None,
-                 timeout: float | None = None) -> Reply | defer.Deferred:
+                 timeout: float | None = None, password: Any = None) -> Reply | defer.Deferred:
         """Answer one control request; ``wait`` may return a Deferred of the reply."""
         if action == "start":
-            return self.start(op_name, params)
+            return self.start(op_name, params, password)
         if action == "status":
             return self.status(op_name)
         if action == "wait":
             return self.wait(op_name, timeout)
         if action in ("stop", "abort"):
-            return self.stop(action, op_name, params)
+            return self.stop(action, op_name, params, password)
         if action == START_AND_WAIT:
-            return self.start_and_wait(op_name, params, timeout)
+            return self.start_and_wait(op_name, params, timeout, password)
         return _reply(ERROR, f'No implementation for "{op_name}"')
 
-    def start(self, op_name: str, params: Any = None) -> Reply:
+    def authorize(self, op: Operation, action: str, password: Any) -> tuple[int, Reply | None]:
+        """The privilege check of every start, stop and abort path.
+
+        Returns:
+            ``(granted level, None)`` when ``password`` reaches the op's ``min_privs``, else
+            ``(granted level, refusal reply)`` with ocs's text (a start's refusal carries the
+            lockout or no-policy detail, a stop's or abort's does not, as in ocs).
+        """
+        level, refusal = self.access.check(op.min_privs, password, with_detail=action == "start")
+        if refusal is None:
+            return level, None
+        log.info('refused underprivileged "{action}" of {op}: level {have} < {need}',
+                 action=action, op=op.name, have=level, need=op.min_privs)
+        return level, _reply(ERROR, refusal)
+
+    def start(self, op_name: str, params: Any = None, password: Any = None) -> Reply:
+        """Start an op (ocs's order: unknown op, in progress, privileges, params)."""
         op = self._ops.get(op_name)
         if op is None:
             return _reply(ERROR, f'No task or process called "{op_name}"')
         if op.session is not None and not op.session.done:
             return _reply(ERROR, f'Operation "{op_name}" already in progress.', op.session)
+        level, refusal = self.authorize(op, "start", password)
+        if refusal is not None:
+            return refusal
         try:
             params = self._check_params(op, params)
         except ParamError as exc:
             return _reply(ERROR, str(exc))
         except Exception as exc:  # a check function that raised something else
             return _reply(ERROR, f"CRASH: during param pre-processing: {exc}")
-        session = self._launch(op, params)
+        session = self._launch(op, params, level)
         return _reply(OK, f'Started {op.kind} "{op_name}".', session)
 
-    def start_and_wait(self, op_name: str, params: Any = None,
-                       timeout: float | None = None) -> Reply | defer.Deferred:
+    def start_and_wait(self, op_name: str, params: Any = None, timeout: float | None = None,
+                       password: Any = None) -> Reply | defer.Deferred:
         """``start`` then ``wait`` in one request: start's reply if it refused, else wait's.
 
-        Every check of :meth:`start` applies (unknown op, already running, params); a bad
+        Every check of :meth:`start` applies (unknown op, already running, privileges, params); a bad
         ``timeout`` is refused before anything starts.
         """
         if timeout is not None:
@@ -165,7 +196,7 @@ class Operations:
                 timeout = float(timeout)
             except (TypeError, ValueError):
                 return _reply(ERROR, f"wait timeout must be a number of seconds or null, not {timeout!r}")
-        reply = self.start(op_name, params)
+        reply = self.start(op_name, params, password)
         if reply[0] != OK:
             return reply
         return self.wait(op_name, timeout)
@@ -215,12 +246,16 @@ class Operations:
         outcome = "SUCCEEDED" if session.success else "FAILED"
         return _reply(OK, f'Operation "{op.name}" is currently not running ({outcome}).', session)
 
-    def stop(self, action: str, op_name: str, params: Any = None) -> Reply:
+    def stop(self, action: str, op_name: str, params: Any = None, password: Any = None) -> Reply:
+        """Stop a Process or abort a Task (ocs's order: unknown, wrong kind, privileges, state)."""
         op = self._ops.get(op_name)
         if op is None:
             return _reply(ERROR, f'No operation called "{op_name}".')
         if (action == "stop") != (op.kind == "process"):
             return _reply(ERROR, f'Cannot "{action}" "{op_name}" because it is a "{op.kind}".')
+        _, refusal = self.authorize(op, action, password)
+        if refusal is not None:
+            return refusal
         session = op.session
         if session is None:
             return _reply(ERROR, "No session active.")
@@ -244,8 +279,9 @@ class Operations:
             return {}
         return params
 
-    def _launch(self, op: Operation, params: Any) -> OpSession:
+    def _launch(self, op: Operation, params: Any, cred_level: int) -> OpSession:
         session = OpSession(self._next_session_id, op.name, on_message=self._on_message)
+        session.cred_level = cred_level
         self._next_session_id += 1
         op.session = session
 
@@ -294,27 +330,34 @@ class Operations:
             waiter.callback(None)
 
     def run_startup_ops(self) -> None:
-        """Launch every op registered with ``startup`` (in registration order)."""
+        """Launch every op registered with ``startup`` (in registration order) at level 4."""
         for op in self._ops.values():
             if op.startup is False or op.startup is None:
                 continue
             params = op.startup if isinstance(op.startup, dict) else {}
-            reply = self.start(op.name, params)
+            reply = self.start(op.name, params, SUPERUSER_KEY)
             if reply[0] != OK:
                 log.error("startup op {op} did not start: {msg}", op=op.name, msg=reply[1])
 
     def stop_all(self, timeout: float = 0.8) -> defer.Deferred:
-        """Abort running Tasks and stop running Processes; fires when all are done or at ``timeout``."""
+        """Abort running Tasks and stop running Processes at level 4 (whatever the rules say);
+        fires when all are done or at ``timeout``."""
         pending = []
         for op in self._ops.values():
             session = op.session
             if session is None or session.done:
                 continue
             if session.status != "stopping" and op.stopper is not None:
-                self.stop("stop" if op.kind == "process" else "abort", op.name, {})
+                self.stop("stop" if op.kind == "process" else "abort", op.name, {}, SUPERUSER_KEY)
             pending.append(self.wait(op.name, timeout))
         return defer.DeferredList([p if isinstance(p, defer.Deferred) else defer.succeed(p)
                                    for p in pending])
+
+
+def _min_privs(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 4:
+        raise ValueError(f"operation {name!r}: min_privs must be a credential level 0..4, got {value!r}")
+    return max(1, value)
 
 
 def _as_deferred(func: OpFunc, session: OpSession, params: Any) -> defer.Deferred:

@@ -23,7 +23,9 @@ import sys
 from pathlib import Path
 from typing import Mapping
 
-from ocs_core.site.config import HostConfig, InstanceConfig, SiteConfig, SiteConfigError, load_site_config
+from ocs_core.site.config import (HostConfig, HubConfig, InstanceConfig, SiteConfig, SiteConfigError,
+                                  load_site_config)
+from ocs_core.site.credentials import load_credentials
 
 __all__ = ["add_arguments", "parse_args", "agent_address", "merge_arguments", "split_groups",
            "site_file_path", "site_host_default", "ENV_FLAGS", "CONTROL", "HOST_ONLY",
@@ -311,11 +313,27 @@ def parse_args(agent_class: str | None, parser: argparse.ArgumentParser | None =
         argv = merge_arguments(inst.arguments, argv)
     ns = parser.parse_args(argv)
     _fill(ns, cfg, host)
+    if inst is not None and cfg is not None and cfg.hub_for(host).authenticated:
+        ns.auth_key = _agent_key(cfg.hub_for(host), ns.instance_id)
     if not hasattr(ns, "agent_class"):
         ns.agent_class = agent_class
     if not control and os.environ.get(CHECK_ENV) == "parse":
         raise SystemExit(CHECKED)  # ``ocs-core up``'s check: the arguments parse, go no further
     return ns
+
+
+def _agent_key(hub: HubConfig, instance_id: str) -> str:
+    """This agent's private key from the site's credentials file (authenticated sites)."""
+    creds = load_credentials(hub.credentials or "")
+    entry = creds.agents.get(instance_id)
+    if entry is None:
+        raise SiteConfigError(f"{hub.credentials}: no key for agent {instance_id!r}; run "
+                              f"`ocs-core credentials create` (then restart the router)")
+    if entry.private_key is None:
+        raise SiteConfigError(f"{hub.credentials}: only the public key of {instance_id!r} is here; "
+                              f"copy this host's file from the router host with "
+                              f"`ocs-core credentials export --site-host HOST`")
+    return entry.private_key
 
 
 def _fill(ns: argparse.Namespace, cfg: SiteConfig | None, host: HostConfig | None) -> None:
@@ -324,6 +342,7 @@ def _fill(ns: argparse.Namespace, cfg: SiteConfig | None, host: HostConfig | Non
         defaults = {"site_hub": hub.wamp_server, "site_http": hub.wamp_http,
                     "site_realm": hub.wamp_realm, "address_root": hub.address_root,
                     "access_policy": hub.access_policy}
+        ns.site_http_key, ns.site_credentials = hub.http_key, hub.credentials
         for key, value in defaults.items():
             if getattr(ns, key, None) is None:
                 setattr(ns, key, value)

@@ -45,7 +45,13 @@ MANAGE_ALIASES: dict[Any, str] = {
 }
 
 _HUB_KEYS = ("wamp_server", "wamp_http", "wamp_realm", "address_root", "access_policy",
-             "registry_address")
+             "registry_address", "auth", "credentials", "anonymous", "http_key")
+#: ``hub.auth``: ``none`` (open mode, ocs's behaviour) or ``cryptosign`` (per-agent keys).
+AUTH_MODES = ("none", "cryptosign")
+#: ``hub.anonymous`` (authenticated mode): may anonymous sessions join as controllers?
+ANONYMOUS_MODES = ("controller", "none")
+DEFAULT_CREDENTIALS = "ocs-credentials.yaml"
+_KEY_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 _WAMP_KEYS = ("wamp_server", "wamp_http", "wamp_realm")
 _HOST_KEYS = ("agent-instances", "log-dir", "crossbar_timeout", "crossbar-timeout",
               "crossbar", "agent-paths") + _WAMP_KEYS
@@ -69,6 +75,15 @@ class HubConfig:
     wamp_realm: str
     address_root: str
     access_policy: str | None = None
+    auth: str = "none"  #: ``none`` or ``cryptosign``
+    credentials: str | None = None  #: absolute path of the credentials file (authenticated mode)
+    anonymous: str = "controller"  #: ``controller`` or ``none`` (authenticated mode)
+    http_key: str | None = None  #: the HTTP bridge's signing key name (secret in credentials)
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether the router authenticates agents (``auth: cryptosign``)."""
+        return self.auth != "none"
 
 
 @dataclass(frozen=True)
@@ -292,6 +307,11 @@ class _Validator:
             raise SiteConfigError(f"{self.where}: missing 'hosts' (expected a mapping of "
                                   f"host names, e.g. 'localhost', to their agent-instances)")
         hub = self.hub(doc["hub"])
+        if hub.authenticated:  # the credentials file, relative to the site file
+            creds = Path(hub.credentials or DEFAULT_CREDENTIALS).expanduser()
+            if not creds.is_absolute():
+                creds = (path.parent if path is not None else Path.cwd()) / creds
+            hub = dataclasses.replace(hub, credentials=str(creds.resolve()))
         hosts_doc = self.mapping(doc["hosts"], "hosts")
         hosts = {}
         for name, entry in hosts_doc.items():
@@ -316,13 +336,31 @@ class _Validator:
         policy = hub.get("access_policy")
         if policy is not None and not isinstance(policy, str):
             raise self.fail("hub.access_policy", "a string", policy)
+        auth = hub.get("auth", "none")
+        if auth not in AUTH_MODES:
+            raise self.fail("hub.auth", "none (open: anyone may act as any agent) or cryptosign "
+                            "(each agent authenticates with its own key)", auth)
+        anonymous = hub.get("anonymous", "controller")
+        if anonymous not in ANONYMOUS_MODES:
+            raise self.fail("hub.anonymous", "controller or none", anonymous)
+        creds = hub.get("credentials")
+        if creds is not None:
+            creds = self.string(creds, "hub.credentials", what="a file path")
+        http_key = hub.get("http_key")
+        if http_key is not None:
+            http_key = self.string(http_key, "hub.http_key", _KEY_NAME,
+                                   "a key name (letters, digits, '_', '-')")
+            if auth == "none":
+                raise SiteConfigError(f"{self.where}: hub.http_key: signing the HTTP bridge needs "
+                                      f"hub.auth: cryptosign (the secret lives in the credentials file)")
         return HubConfig(
             wamp_server=server, wamp_http=http,
             wamp_realm=self.string(hub["wamp_realm"], "hub.wamp_realm", _URI,
                                    "a realm name (no spaces)"),
             address_root=self.string(hub["address_root"], "hub.address_root", _URI,
                                      "a WAMP URI prefix such as 'observatory'"),
-            access_policy=policy)
+            access_policy=policy, auth=auth, credentials=creds, anonymous=anonymous,
+            http_key=http_key)
 
     def host(self, name: str, value: Any) -> HostConfig:
         key = f"hosts.{name}"

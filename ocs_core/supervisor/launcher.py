@@ -23,6 +23,7 @@ import time
 from dataclasses import replace
 from typing import Callable
 
+from ocs_core.router.auth import open_mode_warning
 from ocs_core.router.process import RouterError
 from ocs_core.runtime.backoff import BackoffPolicy
 from ocs_core.runtime.log_format import format_line
@@ -85,6 +86,7 @@ class Supervisor:
         self.policy = policy
         self.children = {name: Child(name, policy) for name in plan.instances}
         self._restart_after_stop: set[str] = set()
+        self._warned_open = False  # the open-mode warning, once per supervisor
         self._stop_deadlines: dict[str, float] = {}
         self.router_child = Child(ROUTER, policy) if plan.with_router else None
         self.router = plan.router() if plan.with_router else None
@@ -213,13 +215,17 @@ class Supervisor:
             self._blocking = True
             try:
                 pid = router.start(timeout=self.router_timeout)
-            except RouterError as exc:
+            except (RouterError, SiteConfigError) as exc:  # a credentials problem, too
                 self._emit(child.spawn_failed(self._clock(), str(exc)))
                 return True
             finally:
                 self._blocking = False
             self._emit(child.spawned(self._clock(), pid))
             self._emit(child.ready(self._clock()))
+            warning = open_mode_warning(self.plan.hub)
+            if warning and not self._warned_open:
+                self._warned_open = True
+                self.log(warning)
             return True
         return False
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ocs_core.site.config import HostConfig, HubConfig, SiteConfig
-from ocs_core.supervisor.plan import HOST_MANAGER_CLASSES
+from ocs_core.supervisor.plan import HOST_MANAGER_CLASSES, bridge_url
 
 __all__ = ["ManagerView", "host_manager_of", "find_instance_host", "manager_view", "request_update",
            "call_bridge"]
@@ -24,7 +24,7 @@ _MAX_REPLY = 4 * 1024 * 1024
 def call_bridge(hub: HubConfig, procedure: str, *args: Any, http_timeout: float = 5.0, **kwargs: Any) -> Any:
     """One call through the HTTP bridge; the result, or raise ``ConnectionError`` with the reason."""
     body = json.dumps({"procedure": procedure, "args": list(args), "kwargs": kwargs}).encode()
-    request = urllib.request.Request(hub.wamp_http, data=body, method="POST",
+    request = urllib.request.Request(bridge_url(hub, body), data=body, method="POST",
                                      headers={"Content-Type": "application/json"})
     try:
         with _OPENER.open(request, timeout=http_timeout) as reply:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import functools
 import json
 import os
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ocs_core.router.process import Router, probe
+from ocs_core.framing.http_signing import signed_params
+from ocs_core.router.process import Router, hub_signing, probe
 from ocs_core.site.config import HubConfig, SiteConfigError, load_site_config
 from ocs_core.site.discovery import find_agent_entry
 from ocs_core.supervisor.process_group import same_process
@@ -178,10 +180,18 @@ def _ready_probe(agent_class: str) -> Callable[[list[str]], bool] | None:
     return getattr(main, "ready_probe", None) or (lambda arguments: True)
 
 
+def bridge_url(hub: HubConfig, body: bytes) -> str:
+    """The HTTP bridge's URL for one request of ``body``: signed when the hub names an ``http_key``."""
+    signing = hub_signing(hub)
+    if signing is None:
+        return hub.wamp_http
+    return f"{hub.wamp_http}?{urllib.parse.urlencode(signed_params(*signing, body, 1))}"
+
+
 def agent_registered(hub: HubConfig, address: str, timeout: float = 1.0) -> bool:
     """Whether ``address`` answers ``get_agent_class`` through the HTTP bridge."""
     body = json.dumps({"procedure": address, "args": ["get_agent_class"]}).encode()
-    request = urllib.request.Request(hub.wamp_http, data=body, method="POST",
+    request = urllib.request.Request(bridge_url(hub, body), data=body, method="POST",
                                      headers={"Content-Type": "application/json"})
     try:
         with _OPENER.open(request, timeout=timeout) as reply:
@@ -201,4 +211,5 @@ def child_env() -> dict[str, str]:
 
 def router_answers(hub: HubConfig) -> bool:
     """Whether a router answers the HTTP bridge probe for ``hub`` right now."""
-    return probe(hub.wamp_http, hub.address_root, timeout=1.0) == "wamp.error.no_such_procedure"
+    return probe(hub.wamp_http, hub.address_root, timeout=1.0,
+                 signing=hub_signing(hub)) == "wamp.error.no_such_procedure"
