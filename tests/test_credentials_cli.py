@@ -67,8 +67,8 @@ def test_refuses_a_readable_file_with_one_line(site, tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"ocs-core: error: {tmp_path / 'ocs-credentials.yaml'}: readable by group or others "
         f"(mode 0644); run: chmod 600 {tmp_path / 'ocs-credentials.yaml'}"]
-    agent = ocs("agent", "a1", "--site-file", str(site))  # an agent refuses to start, too
-    assert agent.returncode == 1 and "readable by group or others" in agent.stderr
+    agent = ocs("agent", "a1", "--site-file", str(site))  # an agent refuses to start, too:
+    assert agent.returncode == 78 and "readable by group or others" in agent.stderr  # a config error
     assert "Traceback" not in agent.stderr
 
 
