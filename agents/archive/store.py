@@ -1,0 +1,123 @@
+"""What a store backend of the archiver is: one small interface, and the batch it writes (pure).
+
+The archiver hands a backend a :class:`Batch` (new events, the changed streams' exactly-once
+state, the gaps declared lost) and asks it to write all of it or nothing. Backends run in the
+archiver's writer thread and may block. Two ship: :mod:`agents.archive.sqlite_store` (the
+default, embedded) and :mod:`agents.archive.influx_store` (InfluxDB 1.x).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from agents.archive.events import ArchiveEvent
+from agents.archive.tracker import Gap, Stream
+
+__all__ = ["ArchiveStore", "Batch", "Series", "StoreError", "StoreCorrupt"]
+
+
+class StoreError(RuntimeError):
+    """The store cannot be written or read (full disk, unwritable, unreachable); text says which."""
+
+
+class StoreCorrupt(StoreError):
+    """The store's file is not an archive this agent can use; it is never overwritten."""
+
+
+@dataclass
+class Batch:
+    """Everything one transaction writes."""
+
+    events: list[ArchiveEvent] = field(default_factory=list)
+    streams: dict[tuple[str, str, str], dict] = field(default_factory=dict)
+    lost: list[tuple[Stream, Gap]] = field(default_factory=list)
+
+    @property
+    def samples(self) -> int:
+        return sum(e.samples for e in self.events)
+
+    def __bool__(self) -> bool:
+        return bool(self.events or self.streams or self.lost)
+
+    def add_state(self, rows: list[dict], lost: list[tuple[Stream, Gap]]) -> None:
+        for row in rows:
+            self.streams[(row["address"], row["feed"], row["session_id"])] = row
+        self.lost.extend(lost)
+
+    def absorb(self, later: "Batch") -> None:
+        """Append a later batch (after a failed write, the two are written together)."""
+        self.events.extend(later.events)
+        self.streams.update(later.streams)
+        self.lost.extend(later.lost)
+
+
+@dataclass
+class Series:
+    """One field's data over a time range: raw samples, or per bucket mean/min/max."""
+
+    t: np.ndarray
+    value: np.ndarray
+    min: np.ndarray | None = None
+    max: np.ndarray | None = None
+
+    @property
+    def downsampled(self) -> bool:
+        return self.min is not None
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"t": self.t.tolist(), "value": _listed(self.value)}
+        if self.min is not None:
+            out.update(min=_listed(self.min), max=_listed(self.max))
+        return out
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> "Series":
+        def arr(v):
+            if v is None:
+                return None
+            if v and any(isinstance(x, str) for x in v):
+                return np.asarray(v, dtype=object)
+            return np.asarray([np.nan if x is None else x for x in v], dtype=np.float64)
+        return cls(np.asarray(doc["t"], dtype=np.float64), arr(doc["value"]), arr(doc.get("min")),
+                   arr(doc.get("max")))
+
+
+def _listed(values: np.ndarray) -> list:
+    if values.dtype == object:
+        return list(values)
+    return [None if not np.isfinite(v) else float(v) for v in values]
+
+
+class ArchiveStore(Protocol):
+    """A store backend (all methods may block; the archiver calls them from one thread)."""
+
+    #: Where the data goes, for the log and ``make demo`` (a path or a URL).
+    location: str
+
+    def load_streams(self) -> list[Stream]:
+        """The exactly-once state of every stream, as last written."""
+
+    def write(self, batch: Batch) -> None:
+        """Write the whole batch or nothing. Raises StoreError."""
+
+    def query(self, address: str, feed: str, fields: list[str] | None, start: float, stop: float,
+              max_points: int | None) -> dict[str, Series]:
+        """Each field's samples in ``[start, stop]``, downsampled to ``max_points`` buckets."""
+
+    def gaps(self, address: str | None = None, feed: str | None = None) -> list[dict[str, Any]]:
+        """The gaps declared lost (agent, feed, session_id, first/last seq, time bounds)."""
+
+    def catalog(self) -> list[dict[str, Any]]:
+        """The stored series: address, feed, field."""
+
+    def size_bytes(self) -> int | None:
+        """Bytes the data takes (None if unknown)."""
+
+    def apply_retention(self, now: float, max_age: float | None,
+                        max_bytes: int | None) -> str | None:
+        """Drop the oldest data past the limits; return a one-line summary if anything went."""
+
+    def close(self) -> None:
+        """Release the store."""
