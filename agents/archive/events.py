@@ -18,7 +18,7 @@ import numpy as np
 __all__ = ["ArchiveBlock", "ArchiveEvent", "EventError", "parse_event", "MAX_BLOCK_VALUES"]
 
 #: Values (timestamps x fields) in one block past which it is refused.
-MAX_BLOCK_VALUES = 2_000_000
+MAX_BLOCK_VALUES = 1_000_000
 _FIELD_NAME = re.compile(r"^_*[A-Za-z][A-Za-z0-9_]{0,254}$")
 _NUMBERS = (int, float)
 

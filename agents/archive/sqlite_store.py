@@ -1,10 +1,8 @@
 """The embedded archive: one SQLite file (WAL) of block rows and rollups (blocking; one thread).
 
-Tables: ``series`` (address, feed, field), ``chunks`` (one row per series per write: the
-samples as float64 blobs, or JSON for strings, with their time span), ``rollups`` (count, min,
-max, sum per bucket for each width of :data:`~agents.archive.downsample.ROLLUP_WIDTHS`, updated
-in the same transaction), ``streams`` (exactly-once state per feed run) and ``gaps`` (the ones
-declared lost). A write is one transaction: samples, rollups and stream state together.
+The file format and the queries are :mod:`ocs_core.archive.sqlite_reader`'s (clients read the
+file with it too); this module creates the file and writes it. A write is one transaction:
+samples, rollups written at ingest, stream state (seqs received, open gaps) and lost gaps together.
 """
 from __future__ import annotations
 
@@ -13,45 +11,26 @@ import os
 import sqlite3
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from agents.archive import downsample as ds
-from agents.archive.store import Batch, Series, StoreCorrupt, StoreError
+from ocs_core.archive import downsample as ds
+from ocs_core.archive.sqlite_reader import (APPLICATION, SCHEMA, SCHEMA_VERSION, ArchiveFileError,
+                                            ArchiveReader, check_archive)
+
+from agents.archive.store import Batch, StoreCorrupt, StoreError
 from agents.archive.tracker import Stream
 
-__all__ = ["SQLiteStore", "SCHEMA_VERSION"]
+__all__ = ["SQLiteStore"]
 
-SCHEMA_VERSION = "1"
-_APP = "ocs_core.archive"
 _CHUNK_SAMPLES = 8192
-_SCHEMA = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE series (id INTEGER PRIMARY KEY, address TEXT NOT NULL, feed TEXT NOT NULL,
-    field TEXT NOT NULL, kind TEXT NOT NULL, agent_class TEXT, max_span REAL NOT NULL DEFAULT 0,
-    UNIQUE (address, feed, field));
-CREATE TABLE chunks (series_id INTEGER NOT NULL, t0 REAL NOT NULL, t1 REAL NOT NULL,
-    n INTEGER NOT NULL, ts BLOB NOT NULL, vals BLOB NOT NULL);
-CREATE INDEX chunks_by_series ON chunks (series_id, t0);
-CREATE INDEX chunks_by_end ON chunks (t1);
-CREATE TABLE rollups (series_id INTEGER NOT NULL, width REAL NOT NULL, bucket REAL NOT NULL,
-    n INTEGER NOT NULL, vmin REAL, vmax REAL, vsum REAL,
-    PRIMARY KEY (series_id, width, bucket)) WITHOUT ROWID;
-CREATE TABLE streams (address TEXT NOT NULL, feed TEXT NOT NULL, session_id TEXT NOT NULL,
-    max_seq INTEGER NOT NULL, gaps TEXT NOT NULL, last_t REAL,
-    PRIMARY KEY (address, feed, session_id));
-CREATE TABLE gaps (address TEXT NOT NULL, feed TEXT NOT NULL, session_id TEXT NOT NULL,
-    first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, t_before REAL, t_after REAL,
-    detected REAL NOT NULL, declared_lost REAL NOT NULL);
-"""
 _UPSERT_ROLLUP = (
     "INSERT INTO rollups VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (series_id, width, bucket) "
     "DO UPDATE SET n = n + excluded.n, vmin = min(vmin, excluded.vmin), "
     "vmax = max(vmax, excluded.vmax), vsum = vsum + excluded.vsum")
 
 
-class SQLiteStore:
+class SQLiteStore(ArchiveReader):
     """The archive in ``path`` (created if missing; an existing non-archive file is refused).
 
     Args:
@@ -74,7 +53,11 @@ class SQLiteStore:
                 raise StoreError(f"cannot create the archive directory {self.path.parent}: "
                                  f"{exc.strerror}") from None
         else:
-            self._check_existing()
+            try:
+                check_archive(self.path)
+            except ArchiveFileError as exc:
+                raise StoreCorrupt(f"{exc}; refusing to overwrite it: move it away or choose "
+                                   "another --data-dir") from None
         try:
             self.db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -82,36 +65,12 @@ class SQLiteStore:
             if max_pages:
                 self.db.execute(f"PRAGMA max_page_count={int(max_pages)}")
             if fresh:
-                self.db.executescript(f"BEGIN; {_SCHEMA} INSERT INTO meta VALUES "
-                                      f"('application', '{_APP}'), ('schema', '{SCHEMA_VERSION}'); COMMIT;")
+                self.db.executescript(f"BEGIN; {SCHEMA} INSERT INTO meta VALUES "
+                                      f"('application', '{APPLICATION}'), ('schema', "
+                                      f"'{SCHEMA_VERSION}'); COMMIT;")
             self._load_series()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write the archive {self.path}: {exc}") from None
-
-    def _load_series(self) -> None:
-        self._series: dict[tuple[str, str, str], tuple[int, str, float]] = {
-            (a, f, k): (i, kind, span) for i, a, f, k, kind, span in
-            self.db.execute("SELECT id, address, feed, field, kind, max_span FROM series")}
-
-    def _check_existing(self) -> None:
-        why = None
-        try:
-            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
-            try:
-                meta = dict(db.execute("SELECT key, value FROM meta"))
-                if meta.get("application") != _APP:
-                    why = "it is an SQLite file of another application"
-                elif meta.get("schema") != SCHEMA_VERSION:
-                    why = f"its schema is {meta.get('schema')!r}, this archiver writes {SCHEMA_VERSION!r}"
-                elif db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
-                    why = "SQLite's quick_check finds it damaged"
-            finally:
-                db.close()
-        except sqlite3.Error as exc:
-            why = f"SQLite says: {exc}"
-        if why:
-            raise StoreCorrupt(f"{self.path} is not a usable ocs-core archive ({why}); refusing "
-                               "to overwrite it: move it away or choose another --data-dir")
 
     class _Tx:
         def __init__(self, db):
@@ -121,16 +80,17 @@ class SQLiteStore:
             self.db.execute("BEGIN IMMEDIATE")
 
         def __exit__(self, kind, exc, tb):
-            self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+            if kind is None:
+                self.db.execute("COMMIT")
+            elif self.db.in_transaction:  # SQLite rolls back by itself on a full disk
+                self.db.execute("ROLLBACK")
 
     def _transaction(self) -> "_Tx":
         return self._Tx(self.db)
 
     # -- writing -----------------------------------------------------------------------------
     def load_streams(self) -> list[Stream]:
-        rows = self.db.execute("SELECT address, feed, session_id, max_seq, gaps, last_t FROM streams")
-        return [Stream.from_row({"address": a, "feed": f, "session_id": s, "max_seq": m,
-                                 "gaps": json.loads(g), "last_t": t}) for a, f, s, m, g, t in rows]
+        return [Stream.from_row(row) for row in self.stream_rows()]
 
     def write(self, batch: Batch) -> None:
         grouped: dict[tuple[str, str, str], list] = defaultdict(list)
@@ -197,77 +157,6 @@ class SQLiteStore:
         return self._series[key]
 
     # -- reading -----------------------------------------------------------------------------
-    def catalog(self) -> list[dict[str, Any]]:
-        return [{"address": a, "feed": f, "field": k} for a, f, k in self.db.execute(
-            "SELECT address, feed, field FROM series ORDER BY address, feed, field")]
-
-    def query(self, address, feed, fields, start, stop, max_points) -> dict[str, Series]:
-        known = {k: v for (a, f, k), v in self._series.items() if a == address and f == feed}
-        if not known:
-            raise KeyError(f"nothing archived for {address} feed {feed!r}; archived: "
-                           f"{sorted({(a + '.' + f) for a, f, _ in self._series})}")
-        wanted = sorted(known) if fields is None else list(fields)
-        unknown = [f for f in wanted if f not in known]
-        if unknown:
-            raise KeyError(f"{address}.{feed} has no field(s) {unknown}; it has {sorted(known)}")
-        return {f: self._query_one(*known[f], start, stop, max_points) for f in wanted}
-
-    def _query_one(self, sid, kind, span, start, stop, max_points) -> Series:
-        if max_points and kind == "f8":
-            width = ds.bucket_width(start, stop, max_points)
-            base = ds.rollup_width(width)
-            if base is not None and self._count(sid, start, stop) > max_points:
-                out = ds.output_width(width, base)
-                rows = np.asarray(self.db.execute(
-                    "SELECT bucket, n, vmin, vmax, vsum FROM rollups WHERE series_id = ? AND width = ? "
-                    "AND bucket >= ? AND bucket <= ? ORDER BY bucket",
-                    (sid, base, start - base + 1e-9, stop)).fetchall(), dtype=np.float64).reshape(-1, 5)
-                t, mean, lo, hi = ds.combine_rollups(*rows.T, start, out, base)
-                return Series(t, mean, lo, hi)
-        ts, vals = self._raw(sid, kind, span, start, stop)
-        if max_points and len(ts) > max_points:
-            if kind == "f8":
-                t, mean, lo, hi = ds.bucket_raw(ts, vals, start, ds.bucket_width(start, stop, max_points))
-                return Series(t, mean, lo, hi)
-            ts, vals = ds.thin(ts, vals, max_points)
-        return Series(ts, vals)
-
-    def _count(self, sid, start, stop) -> int:
-        (n,) = self.db.execute("SELECT coalesce(sum(n), 0) FROM rollups WHERE series_id = ? AND "
-                               "width = 600.0 AND bucket >= ? AND bucket <= ?",
-                               (sid, start - 600.0, stop)).fetchone()
-        return n
-
-    def _raw(self, sid, kind, span, start, stop):
-        rows = self.db.execute("SELECT ts, vals FROM chunks WHERE series_id = ? AND t0 >= ? AND t0 <= ? "
-                               "AND t1 >= ? ORDER BY t0", (sid, start - span, stop, start)).fetchall()
-        if not rows:
-            return np.empty(0), (np.empty(0) if kind == "f8" else np.empty(0, dtype=object))
-        ts = np.concatenate([np.frombuffer(t, dtype=np.float64) for t, _ in rows])
-        if kind == "f8":
-            vals = np.concatenate([np.frombuffer(v, dtype=np.float64) for _, v in rows])
-        else:
-            vals = np.asarray([x for _, v in rows for x in json.loads(v)], dtype=object)
-        if len(ts) > 1 and (np.diff(ts) < 0).any():
-            order = np.argsort(ts, kind="stable")
-            ts, vals = ts[order], vals[order]
-        keep = (ts >= start) & (ts <= stop)
-        return ts[keep], vals[keep]
-
-    def gaps(self, address=None, feed=None) -> list[dict[str, Any]]:
-        rows = self.db.execute(
-            "SELECT address, feed, session_id, first_seq, last_seq, t_before, t_after, detected "
-            "FROM gaps WHERE (? IS NULL OR address = ?) AND (? IS NULL OR feed = ?) ORDER BY detected",
-            (address, address, feed, feed))
-        keys = ("address", "feed", "session_id", "first_seq", "last_seq", "t_before", "t_after",
-                "detected")
-        return [dict(zip(keys, r)) for r in rows]
-
-    def size_bytes(self) -> int:
-        pages, free, size = (self.db.execute(f"PRAGMA {p}").fetchone()[0]
-                             for p in ("page_count", "freelist_count", "page_size"))
-        return (pages - free) * size
-
     # -- retention ---------------------------------------------------------------------------
     def apply_retention(self, now, max_age, max_bytes) -> str | None:
         cutoff = now - max_age if max_age else None

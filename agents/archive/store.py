@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import numpy as np
+from ocs_core.archive.series import Series
 
 from agents.archive.events import ArchiveEvent
 from agents.archive.tracker import Gap, Stream
 
-__all__ = ["ArchiveStore", "Batch", "Series", "StoreError", "StoreCorrupt"]
+__all__ = ["ArchiveStore", "Batch", "Series", "StoreError", "StoreCorrupt"]  # Series: re-exported
 
 
 class StoreError(RuntimeError):
@@ -51,43 +51,6 @@ class Batch:
         self.events.extend(later.events)
         self.streams.update(later.streams)
         self.lost.extend(later.lost)
-
-
-@dataclass
-class Series:
-    """One field's data over a time range: raw samples, or per bucket mean/min/max."""
-
-    t: np.ndarray
-    value: np.ndarray
-    min: np.ndarray | None = None
-    max: np.ndarray | None = None
-
-    @property
-    def downsampled(self) -> bool:
-        return self.min is not None
-
-    def to_json(self) -> dict[str, Any]:
-        out = {"t": self.t.tolist(), "value": _listed(self.value)}
-        if self.min is not None:
-            out.update(min=_listed(self.min), max=_listed(self.max))
-        return out
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> "Series":
-        def arr(v):
-            if v is None:
-                return None
-            if v and any(isinstance(x, str) for x in v):
-                return np.asarray(v, dtype=object)
-            return np.asarray([np.nan if x is None else x for x in v], dtype=np.float64)
-        return cls(np.asarray(doc["t"], dtype=np.float64), arr(doc["value"]), arr(doc.get("min")),
-                   arr(doc.get("max")))
-
-
-def _listed(values: np.ndarray) -> list:
-    if values.dtype == object:
-        return list(values)
-    return [None if not np.isfinite(v) else float(v) for v in values]
 
 
 class ArchiveStore(Protocol):

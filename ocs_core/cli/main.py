@@ -27,6 +27,7 @@ SUBCOMMANDS: list[str] = [
     "ocs_core.cli.agent",
     "ocs_core.cli.site",
     "clients.cli_commands",  # named by string: ocs_core does not import clients
+    "clients.cli_history",
 ]
 
 #: Subcommands whose module is known up front, so that running one imports only that module.
