@@ -59,7 +59,7 @@ def record_data(http_url, archiver):
         return {}
 
 
-def wait_until(predicate, timeout=30.0, what="condition", step=0.1):
+def wait_until(predicate, timeout=30.0, what="condition", step=0.1, describe=None):
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -67,13 +67,17 @@ def wait_until(predicate, timeout=30.0, what="condition", step=0.1):
         if last:
             return last
         time.sleep(step)
-    raise AssertionError(f"{what} not met within {timeout} s (last: {last!r})")
+    state = describe() if describe else last
+    raise AssertionError(f"{what} not met within {timeout} s (last: {state!r})")
 
 
 def caught_up(http_url, archiver, expected_seqs: dict[str, int]):
     """The archiver stored every seq up to ``expected_seqs[address.feed]``, nothing pending."""
-    data = record_data(http_url, archiver)
+    data = caught_up.last = record_data(http_url, archiver)
     feeds = data.get("feeds", {})
     ok = all(feeds.get(k, {}).get("last_seq", 0) >= n and feeds[k]["missing"] == 0
              for k, n in expected_seqs.items())
     return data if ok and data.get("backlog_samples") == 0 else None
+
+
+caught_up.last = None

@@ -10,6 +10,7 @@ the store back.
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import Any
 
 from twisted.internet import defer, task, threads
@@ -31,7 +32,8 @@ log = Logger(namespace="agents.archive.agent")
 
 #: Points a ``query`` reply may hold per field (its result travels in the session).
 MAX_QUERY_POINTS = 50_000
-RETENTION_PERIOD = 60.0
+#: Samples in one write (a transaction) at most.
+MAX_BATCH_SAMPLES = 10_000
 STORE_RETRY = 2.0
 
 
@@ -45,9 +47,10 @@ class FeedArchiver:
         self.store = None
         self.tracker = Tracker()
         self.backfill: Backfiller | None = None
-        self.pending = Batch()
-        self.failed: Batch | None = None
+        self.pending = Batch()                 # being filled
+        self.queue: deque[Batch] = deque()     # cut, each with the stream state at its cut
         self.writing: Batch | None = None
+        self.store_failing = False
         self.recording = False
         self.seen: set[tuple[str, str]] = set()
         self.stats = {"samples_written": 0, "events_written": 0, "rejected_blocks": 0,
@@ -70,8 +73,8 @@ class FeedArchiver:
         if self.recording:
             self.ingest(event)
 
-    def ingest(self, raw: Any) -> None:
-        """Take one feed event (live or back-filled)."""
+    def ingest(self, raw: Any, backfilled: bool = False) -> None:
+        """Take one feed event (live, or back-filled: those are paced by the Backfiller)."""
         try:
             event = parse_event(raw)
         except EventError as exc:
@@ -80,7 +83,7 @@ class FeedArchiver:
         if event is None:
             return
         event.received = time.time()
-        if self.backlog() >= self.parsed.max_backlog:
+        if not backfilled and self.backlog() >= self.parsed.max_backlog:
             self.stats["refused_events"] += 1  # not counted as received: back-filled later
             return
         key = (event.address, event.feed)
@@ -97,6 +100,8 @@ class FeedArchiver:
         for why in event.rejected:
             self._reject(f"{event.address}.{event.feed}", why)
         self.pending.events.append(event)
+        if self.pending.samples >= MAX_BATCH_SAMPLES:
+            self._cut()
         if self.tracker.gaps_found > found and self.backfill is not None:
             self.backfill.schedule(event.address, event.feed)
 
@@ -111,32 +116,39 @@ class FeedArchiver:
 
     def backlog(self) -> int:
         """Samples received and not yet written."""
-        return sum(b.samples for b in (self.pending, self.failed, self.writing) if b)
+        return sum(b.samples for b in (self.pending, self.writing, *self.queue) if b)
 
     # -- writing ------------------------------------------------------------------------------
     def flush(self) -> defer.Deferred | None:
-        """Hand what is pending to the writer thread (unless a write is running)."""
-        if self.writing is not None or self.store is None:
+        """Cut what is pending and hand the oldest batch to the writer (unless one is running).
+
+        Batches are written in the order they were cut, each with the stream state as it was at
+        its cut, so that every commit leaves the store consistent (a crash loses no seq silently).
+        """
+        self._cut()
+        if self.writing is not None or self.store is None or not self.queue:
             return None
-        if self.failed is not None and time.monotonic() < self._retry_at:
+        if self.store_failing and time.monotonic() < self._retry_at:
             return None
-        self.pending.add_state(*self.tracker.take_dirty())
-        batch, self.pending = self.pending, Batch()
-        if self.failed is not None:
-            self.failed.absorb(batch)
-            batch, self.failed = self.failed, None
-        if not batch:
-            return None
-        self.writing = batch
+        batch = self.writing = self.queue.popleft()
         d = self._in_pool(self.store.write, batch)
         d.addCallbacks(self._written, self._write_failed)
         return d
 
+    def _cut(self) -> None:
+        self.pending.add_state(*self.tracker.take_dirty())
+        if self.pending:
+            self.queue.append(self.pending)
+            self.pending = Batch()
+
     def _written(self, _: Any) -> None:
         batch, self.writing = self.writing, None
+        if self.queue:
+            self.reactor.callLater(0, self.flush)
         self.stats["samples_written"] += batch.samples
         self.stats["events_written"] += len(batch.events)
-        if self.stats["store_error"] is not None:
+        if self.store_failing:
+            self.store_failing = False
             log.info("the store is writable again; {n} samples written", n=batch.samples)
             self.stats["store_error"] = None
             self._set_degraded(False)
@@ -144,7 +156,8 @@ class FeedArchiver:
                 self.backfill.catch_up_all(0.1)
 
     def _write_failed(self, failure) -> None:
-        self.failed, self.writing = self.writing, None
+        self.queue.appendleft(self.writing)
+        self.writing, self.store_failing = None, True
         self._retry_at = time.monotonic() + STORE_RETRY
         why = failure.getErrorMessage() if failure.check(StoreError) else repr(failure.value)
         if why != self.stats["store_error"]:
@@ -179,14 +192,16 @@ class FeedArchiver:
             self.store = None
             return False, f"record cannot start: {exc}"
         self.tracker = Tracker(streams)
-        self.backfill = Backfiller(self.reactor, self.tracker, lambda: self.agent.session, self.ingest)
+        self.backfill = Backfiller(self.reactor, self.tracker, lambda: self.agent.session,
+                                   lambda event: self.ingest(event, backfilled=True),
+                                   lambda: self.backlog() < self.parsed.max_backlog / 2)
         self._record_session, self.recording = session, True
         log.info("archiving to {where} ({n} feed runs known)", where=self.store.location, n=len(streams))
         loops = [task.LoopingCall(f) for f in (self.flush, self._watch, self._retention)]
-        periods = [self.parsed.flush_interval, 1.0, RETENTION_PERIOD]
-        for loop, period in zip(loops, periods):
+        periods = [self.parsed.flush_interval, 1.0, self.parsed.retention_period]
+        for loop, period, now in zip(loops, periods, (False, False, True)):
             loop.clock = self.reactor
-            loop.start(period, now=period == RETENTION_PERIOD)
+            loop.start(period, now=now)
         self._stop = defer.Deferred()
         self._watch()
         await self._stop
@@ -194,8 +209,8 @@ class FeedArchiver:
             loop.stop()
         self.recording = False
         self.backfill.stop()
-        while self.writing is not None or self.pending or self.failed is not None:
-            if self.failed is not None and self.writing is None:
+        while self.writing is not None or self.pending or self.queue:
+            if self.store_failing and self.writing is None:
                 break  # the store is failing: what is pending is back-filled next time
             d = self.flush()
             await (d if d is not None else _later(self.reactor, 0.05))
@@ -246,7 +261,7 @@ class FeedArchiver:
     _size: int | None = None
 
     def _oldest_pending(self) -> float | None:
-        for batch in (self.failed, self.writing, self.pending):
+        for batch in (self.writing, *self.queue, self.pending):
             if batch and batch.events:
                 return batch.events[0].received
         return None

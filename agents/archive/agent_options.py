@@ -58,7 +58,11 @@ def make_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argum
     g.add_argument("--max-backlog", type=int, default=5_000_000, metavar="SAMPLES",
                    help="samples held in memory while the store fails; past it, events are "
                         "refused and back-filled later (default 5,000,000)")
-    g.add_argument("--sqlite-max-pages", type=int, default=None, help=argparse.SUPPRESS)
+    g.add_argument("--retention-period", type=float, default=60.0, metavar="S",
+                   help="seconds between retention passes (default 60)")
+    g.add_argument("--sqlite-max-pages", type=int, default=None, metavar="PAGES",
+                   help="hard cap on the SQLite file, in pages of 4 KiB (default: none; the "
+                        "disk is the limit)")
     return parser
 
 

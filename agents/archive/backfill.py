@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from autobahn.wamp.exception import ApplicationError
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from ocs_core.runtime.feed_history import FEED_HISTORY_QUERY
@@ -22,6 +22,8 @@ log = Logger(namespace="agents.archive.backfill")
 GAP_DELAY = 1.5
 RETRY_DELAYS = (2.0, 5.0, 10.0, 30.0, 60.0)
 PAGE_BYTES = 4 * 1024 * 1024
+#: Seconds a job waits for the archiver's backlog to drain before it gives up for now.
+DRAIN_WAIT = 10.0
 _GONE = ("wamp.error.no_such_procedure", "wamp.error.canceled", "wamp.error.timeout")
 
 
@@ -32,26 +34,34 @@ class Backfiller:
         reactor: for delays.
         tracker: the archiver's exactly-once state.
         session: returns the joined WAMP session or None.
-        ingest: ``ingest(event) -> None``, the archiver's entry for one event.
+        ingest: ``ingest(event) -> None``, the archiver's entry for one back-filled event.
+        ready: whether the archiver can take a page now (its backlog has drained).
     """
 
     def __init__(self, reactor: Any, tracker: Tracker, session: Callable[[], Any],
-                 ingest: Callable[[Any], None]) -> None:
+                 ingest: Callable[[Any], None], ready: Callable[[], bool] = lambda: True) -> None:
         self.reactor, self.tracker, self._session, self._ingest = reactor, tracker, session, ingest
+        self._ready = ready
         self._jobs: dict[tuple[str, str], Any] = {}   # (address, feed) -> DelayedCall or "running"
         self._retries: dict[tuple[str, str], int] = {}
         self.pages = 0
         self.stopped = False
 
     def schedule(self, address: str, feed: str, delay: float = GAP_DELAY) -> None:
-        """Run a job for (address, feed) after ``delay`` unless one is pending or running."""
+        """Run a job for (address, feed) after ``delay`` (sooner, if one is already waiting)."""
         key = (address, feed)
-        if self.stopped or key in self._jobs:
+        job = self._jobs.get(key)
+        if self.stopped or job == "running":
+            return
+        if job is not None:
+            if job.getTime() > self.reactor.seconds() + delay:
+                job.reset(delay)
             return
         self._jobs[key] = self.reactor.callLater(delay, self._start, key)
 
     def catch_up_all(self, delay: float = GAP_DELAY) -> None:
-        """A job for the newest run of every known (agent, feed)."""
+        """A job for the newest run of every known (agent, feed), retry back-off forgotten."""
+        self._retries.clear()
         for s in self.tracker.latest_runs():
             self.schedule(s.address, s.feed, delay)
 
@@ -98,6 +108,12 @@ class Backfiller:
         stream = gappy[0] if gappy else max(runs, key=lambda s: _num(s.session_id))
         after = stream.gaps[0].first - 1 if stream.gaps else stream.max_seq
         while not self.stopped:
+            waited = 0.0
+            while not self._ready():  # one page at a time, once the last is written
+                if waited > DRAIN_WAIT:
+                    return True
+                await task.deferLater(self.reactor, 0.1, lambda: None)
+                waited += 0.1
             session = self._session()
             if session is None:
                 return True

@@ -160,10 +160,14 @@ class SQLiteStore(ArchiveReader):
     # -- retention ---------------------------------------------------------------------------
     def apply_retention(self, now, max_age, max_bytes) -> str | None:
         cutoff = now - max_age if max_age else None
-        if max_bytes and self.size_bytes() > max_bytes:
-            (count,) = self.db.execute("SELECT count(*) FROM chunks").fetchone()
+        size = self.size_bytes()
+        if max_bytes and size > max_bytes:
+            # drop the oldest block rows holding what must go to get to 80 % of the limit
+            count, data = self.db.execute(
+                "SELECT count(*), coalesce(sum(length(ts) + length(vals)), 0) FROM chunks").fetchone()
+            share = min(1.0, max(0.1, (size - 0.8 * max_bytes) / max(data, 1)))
             row = self.db.execute("SELECT t1 FROM chunks ORDER BY t1 LIMIT 1 OFFSET ?",
-                                  (max(1, count // 10),)).fetchone()
+                                  (min(count - 1, max(1, int(count * share))),)).fetchone()
             if row is not None:
                 cutoff = row[0] if cutoff is None else max(cutoff, row[0])
         if cutoff is None:

@@ -46,12 +46,6 @@ class Batch:
             self.streams[(row["address"], row["feed"], row["session_id"])] = row
         self.lost.extend(lost)
 
-    def absorb(self, later: "Batch") -> None:
-        """Append a later batch (after a failed write, the two are written together)."""
-        self.events.extend(later.events)
-        self.streams.update(later.streams)
-        self.lost.extend(later.lost)
-
 
 class ArchiveStore(Protocol):
     """A store backend (all methods may block; the archiver calls them from one thread)."""
