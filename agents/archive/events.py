@@ -35,6 +35,8 @@ class ArchiveBlock:
     timestamps: np.ndarray
     fields: dict[str, Any]
     tags: dict[str, dict] | None = None
+    raw: dict[str, list] = field(default_factory=dict)  #: the values as published (ints stay ints)
+    raw_timestamps: list = field(default_factory=list)
 
     @property
     def samples(self) -> int:
@@ -51,6 +53,7 @@ class ArchiveEvent:
     session_id: str
     seq: int | None
     agent_class: str | None
+    agg_params: dict = field(default_factory=dict)
     blocks: list[ArchiveBlock] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
     received: float = 0.0  #: when the archiver got it (time.time())
@@ -82,7 +85,8 @@ def parse_event(event: Any) -> ArchiveEvent | None:
     seq = info.get("seq")
     if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq < 1):
         raise EventError(f"{address}.{feed}: seq {seq!r} is not a positive integer")
-    out = ArchiveEvent(address, feed, str(session_id), seq, info.get("agent_class"))
+    agg = info.get("agg_params") if isinstance(info.get("agg_params"), dict) else {}
+    out = ArchiveEvent(address, feed, str(session_id), seq, info.get("agent_class"), agg)
     if not isinstance(payload, dict):
         out.rejected.append(f"payload is {type(payload).__name__}, not a dict of blocks")
         return out
@@ -116,6 +120,7 @@ def _parse_block(key: str, block: Any) -> ArchiveBlock:
     if not np.isfinite(timestamps).all():
         raise ValueError("timestamps must be finite")
     fields: dict[str, Any] = {}
+    raw: dict[str, list] = {}
     for name, values in data.items():
         if not isinstance(name, str) or not _FIELD_NAME.match(name):
             raise ValueError(f"invalid field name {name!r}")
@@ -124,11 +129,12 @@ def _parse_block(key: str, block: Any) -> ArchiveBlock:
             n = len(values) if isinstance(values, list) else type(values).__name__
             raise ValueError(f"field {name!r} has {n} values for {len(timestamps)} timestamps")
         fields[name] = _column(name, values)
+        raw[name] = values
     tags = block.get("influxdb_tags")
     if tags is not None and (not isinstance(tags, dict) or set(tags) != set(fields)
                              or not all(isinstance(t, dict) and "_field" in t for t in tags.values())):
         raise ValueError("influxdb_tags must hold one {'_field': ..., tag: value} per field")
-    return ArchiveBlock(str(block.get("block_name", key)), timestamps, fields, tags)
+    return ArchiveBlock(str(block.get("block_name", key)), timestamps, fields, tags, raw, raw_ts)
 
 
 def _column(name: str, values: list) -> Any:
