@@ -101,11 +101,3 @@ class Influxd:
         params = urllib.parse.urlencode({"q": q, "epoch": "ns", **({"db": db} if db else {})})
         with _OPENER.open(f"{self.url}/query?{params}", timeout=10) as reply:
             return json.loads(reply.read())
-
-
-@pytest.fixture
-def influxd(tmp_path):
-    server = Influxd(tmp_path / "influxd")
-    server.start()
-    yield server
-    server.stop()

@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import csv
 
-import pytest
 import pytest_twisted
 from twisted.internet import threads
 
 from ocs_core.testing import free_port, running_router
 
-from archive_helpers import (FAKE_FEED, agent_history, caught_up, op, record_data,
+from archive_helpers import (FAKE_FEED, caught_up, op, record_data,
                              samples_in_archive, samples_of_events, wait_until)
 from clients.archive import history
 from ocs_core.cli.main import main as ocs_core_main
 from test_instrument_agent import wait_listening
-from wamp_helpers import Subscriber, until
+from wamp_helpers import Subscriber
 from ocs_core.runtime.timing import dsleep
 
 

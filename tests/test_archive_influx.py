@@ -17,7 +17,7 @@ from agents.archive.store import Batch
 from archive_helpers import (FAKE_FEED, agent_history, caught_up, op, record_data,
                              samples_of_events, wait_until)
 from clients.archive import history
-from influx_helpers import Influxd, influxd  # noqa: F401  (fixture)
+from influx_helpers import Influxd
 
 T0 = 1_750_000_000.0
 FAKE_TAGS = {"channel_00": {"channel": 0, "_field": "temperature"},
@@ -40,6 +40,14 @@ BLOCKS = [
      "influxdb_tags": None},
     {"block_name": "one", "timestamp": T0 + 7.125, "data": {"v": 1.25}},
 ]
+
+
+@pytest.fixture
+def influxd(tmp_path):
+    server = Influxd(tmp_path / "influxd")
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.mark.interop

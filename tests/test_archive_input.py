@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import math
 import re
-import time
 
-import pytest
 import pytest_twisted
 from autobahn.wamp.types import PublishOptions
 from twisted.internet import threads
@@ -92,11 +90,10 @@ def test_a_full_store_is_a_clear_error_then_resumes_and_back_fills(router, start
         "--retention-period", "8", "--max-backlog", "500"])
     archiver = router.address("full-arch")
     wait_until(lambda: record_data(router.http_url, archiver), 20, "record")
-    pub = start_agent("full-pub", arguments=["--sample-rate", "100", "--num-channels", "32",
+    start_agent("full-pub", arguments=["--sample-rate", "100", "--num-channels", "32",
                                              "--buffer-time", "0"])
     address = router.address("full-pub")
     op(router.http_url, address, "start", "acq")
-    t0 = time.monotonic()
     try:
         full = wait_until(lambda: (lambda d: d if d.get("store_error") else None)(
             record_data(router.http_url, archiver)), 60, "the store to fill up")

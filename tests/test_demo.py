@@ -29,6 +29,7 @@ def test_demo_end_to_end(tmp_path):
     assert re.search(r"OBE \(adaptive\) +8 ", out) and re.search(r"uniform sweep +8 ", out)
     assert "adaptive_scan ended: adaptive_scan: reached max_steps" in out
     assert "site down" in out and "demo finished" in out
+    assert re.search(r"archive: \S+archive.sqlite: \d+ samples", out), out[-2000:]
     assert (tmp_path / "out" / "scan.png").stat().st_size > 10_000
     assert "Traceback" not in result.stderr, result.stderr
     # nothing left: the supervisor and every agent that `up` reported are gone

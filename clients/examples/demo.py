@@ -5,7 +5,8 @@
 2. ``adaptive_scan.py``: OCSClient loop, a uniform sweep for comparison, and a PNG;
 3. ``adaptive_scan_twisted.py``: the same loop as a run_control_script program;
 4. ``agent_scan.py``: the OBE agent's own adaptive_scan Process drives the instrument agent;
-5. ``ocs-core down``, whatever happened before.
+5. where the archiver (FeedArchiver) put the recorded feeds;
+6. ``ocs-core down``, whatever happened before.
 
 Exits non-zero, naming the step, when anything fails.
 """
@@ -32,6 +33,25 @@ def run(step: str, cmd: list[str], timeout: float) -> None:
     if result.returncode != 0:
         raise RuntimeError(f"{step} failed (exit status {result.returncode})")
     print(f"--- {step} done in {time.monotonic() - t0:.1f} s", flush=True)
+
+
+def report_archive(site: list[str]) -> None:
+    """Print where the site's FeedArchiver stored the recorded feeds (if the site has one)."""
+    from clients.ocs_client import OCSClient
+
+    print("\n=== the feed archive", flush=True)
+    try:
+        client = OCSClient("archiver", args=site)
+        data = client.record.status().session.get("data") or {}
+        client.close()
+    except Exception as exc:  # noqa: BLE001 - the demo goes on without it
+        print(f"no archiver in this site ({exc})")
+        return
+    for name, feed in sorted(data.get("feeds", {}).items()):
+        print(f"  {name}: {feed['last_seq']} events, {feed['missing']} missing")
+    print(f"archive: {data.get('store')}: {data.get('samples_written', 0)} samples "
+          f"({data.get('store_size_bytes') or 0} bytes); read it with "
+          "`ocs-core history obe-1.posterior --since 10m`", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         run("bring up the site", [*ocs_core, "up", "--run-dir", args.run_dir, *site], 180)
         for step, cmd, timeout in steps:
             run(step, cmd, timeout)
+        report_archive(site)
     except (RuntimeError, KeyboardInterrupt) as exc:
         failed = str(exc) or "interrupted"
     finally:
