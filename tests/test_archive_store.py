@@ -28,7 +28,7 @@ def store_events(store, tracker, raws):
         t0 = min(t.min() for t in ts) if ts else None
         t1 = max(t.max() for t in ts) if ts else None
         if tracker.accept(*e.stream, e.seq, t0, t1):
-            batch.events.append(e)
+            batch.add(e)
     batch.add_state(*tracker.take_dirty())
     store.write(batch)
     return batch
@@ -195,3 +195,12 @@ def test_rollup_combination_is_exact():
     assert mean[3] == pytest.approx(vals[(ts >= 30) & (ts < 40)].mean())
     assert ds.rollup_width(43.2) == 10.0 and ds.output_width(43.2, 10.0) == 50.0
     assert ds.rollup_width(0.5) is None
+
+
+def test_tracker_seen_is_a_side_effect_free_duplicate_check():
+    tr = Tracker()
+    tr.accept("a", "f", "1", 1, 0, 0)
+    tr.accept("a", "f", "1", 3, 0, 0)
+    assert tr.seen("a", "f", "1", 1) and not tr.seen("a", "f", "1", 2) and not tr.seen("a", "f", "1", 4)
+    assert not tr.seen("a", "f", "2", 1) and not tr.seen("a", "f", "1", None)
+    assert tr.duplicates == 0

@@ -34,6 +34,15 @@ def test_history_query_through_the_router(router, start_agent):
                         after_seq=seqs[-1])["args"][0]
     assert all(e[1]["seq"] > seqs[-1] for e in after["events"])
 
+    # ocs 0.12.1's InfluxDB publisher writes our FakeData as it writes its own
+    from ocs.common.influxdb_drivers import format_data
+    payload, info = reply["events"][0]
+    value = payload["temps"]["data"]["channel_01"][0]
+    ns = int(payload["temps"]["timestamps"][0] * 1e9)
+    assert format_data(payload, info, protocol="line")[1] == (
+        f"FakeDataAgent,feed=false_temperatures,address_root=observatory,instance_id=hist-faker,"
+        f"channel=1 temperature={value} {ns}")
+
     bad = router.call(address, "ocs_core.feed_history", feed="nope")
     assert bad["error"] == "wamp.error.runtime_error"
     assert "no recorded feed 'nope'" in bad["args"][0] and "false_temperatures" in bad["args"][0]

@@ -51,6 +51,7 @@ class FeedArchiver:
         self.queue: deque[Batch] = deque()     # cut, each with the stream state at its cut
         self.writing: Batch | None = None
         self.store_failing = False
+        self._backlog = 0  # samples received, not yet written
         self.recording = False
         self.seen: set[tuple[str, str]] = set()
         self.stats = {"samples_written": 0, "events_written": 0, "rejected_blocks": 0,
@@ -75,6 +76,11 @@ class FeedArchiver:
 
     def ingest(self, raw: Any, backfilled: bool = False) -> None:
         """Take one feed event (live, or back-filled: those are paced by the Backfiller)."""
+        info = raw[1] if isinstance(raw, (list, tuple)) and len(raw) == 2 else None
+        if isinstance(info, dict) and self.tracker.seen(info.get("agent_address"), info.get("feed_name"),
+                                                        str(info.get("session_id")), info.get("seq")):
+            self.tracker.duplicates += 1
+            return
         try:
             event = parse_event(raw)
         except EventError as exc:
@@ -99,7 +105,8 @@ class FeedArchiver:
             return
         for why in event.rejected:
             self._reject(f"{event.address}.{event.feed}", why)
-        self.pending.events.append(event)
+        self.pending.add(event)
+        self._backlog += event.samples
         if self.pending.samples >= MAX_BATCH_SAMPLES:
             self._cut()
         if self.tracker.gaps_found > found and self.backfill is not None:
@@ -116,7 +123,7 @@ class FeedArchiver:
 
     def backlog(self) -> int:
         """Samples received and not yet written."""
-        return sum(b.samples for b in (self.pending, self.writing, *self.queue) if b)
+        return self._backlog
 
     # -- writing ------------------------------------------------------------------------------
     def flush(self) -> defer.Deferred | None:
@@ -143,6 +150,7 @@ class FeedArchiver:
 
     def _written(self, _: Any) -> None:
         batch, self.writing = self.writing, None
+        self._backlog -= batch.samples
         if self.queue:
             self.reactor.callLater(0, self.flush)
         self.stats["samples_written"] += batch.samples

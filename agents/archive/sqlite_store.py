@@ -103,8 +103,8 @@ class SQLiteStore(ArchiveReader):
                     classes[key] = event.agent_class
         try:
             with self._transaction():
-                for key, parts in grouped.items():
-                    self._write_series(key, parts, classes[key])
+                numeric = [self._write_series(key, parts, classes[key]) for key, parts in grouped.items()]
+                self._write_rollups([n for n in numeric if n is not None])
                 self.db.executemany(
                     "INSERT OR REPLACE INTO streams VALUES (?, ?, ?, ?, ?, ?)",
                     [(r["address"], r["feed"], r["session_id"], r["max_seq"], json.dumps(r["gaps"]),
@@ -117,17 +117,19 @@ class SQLiteStore(ArchiveReader):
             self._load_series()  # forget the series ids of the rolled-back transaction
             raise StoreError(f"writing {self.path} failed: {exc}") from None
 
-    def _write_series(self, key, parts, agent_class) -> None:
+    def _write_series(self, key, parts, agent_class):
+        """Insert one series' block rows; return (series id, ts, values) when numeric."""
         numeric = all(isinstance(v, np.ndarray) for _, v in parts)
         kind = "f8" if numeric else "json"
-        ts = np.concatenate([t for t, _ in parts])
+        ts = np.concatenate([t for t, _ in parts]) if len(parts) > 1 else parts[0][0]
         if numeric:
-            vals = np.concatenate([v for _, v in parts])
+            vals = np.concatenate([v for _, v in parts]) if len(parts) > 1 else parts[0][1]
         else:
             vals = np.asarray([x for _, v in parts for x in (v.tolist() if isinstance(v, np.ndarray) else v)],
                               dtype=object)
-        order = np.argsort(ts, kind="stable")
-        ts, vals = ts[order], vals[order]
+        if len(ts) > 1 and (ts[1:] < ts[:-1]).any():
+            order = np.argsort(ts, kind="stable")
+            ts, vals = ts[order], vals[order]
         sid, known_kind, span = self._series_id(key, kind, agent_class)
         if known_kind != kind:  # a field that changed type: store as JSON from now on
             kind = "json"
@@ -139,13 +141,23 @@ class SQLiteStore(ArchiveReader):
             rows.append((sid, float(t[0]), float(t[-1]), len(t), t.tobytes(), blob))
             span = max(span, float(t[-1] - t[0]))
         self.db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?)", rows)
-        self.db.execute("UPDATE series SET max_span = ? WHERE id = ?", (span, sid))
+        if span > self._series[key][2]:
+            self.db.execute("UPDATE series SET max_span = ? WHERE id = ?", (span, sid))
         self._series[key] = (sid, known_kind, span)
-        if kind == "f8":
-            for width in ds.ROLLUP_WIDTHS:
-                b, n, lo, hi, total = ds.rollup(ts, vals, width)
-                self.db.executemany(_UPSERT_ROLLUP, zip([sid] * len(b), [width] * len(b), b.tolist(),
-                                                        n.tolist(), lo.tolist(), hi.tolist(), total.tolist()))
+        return (sid, ts, vals) if kind == "f8" else None
+
+    def _write_rollups(self, numeric: list) -> None:
+        """The rollups of every numeric series of the write, all series at once per width."""
+        if not numeric:
+            return
+        ts = np.concatenate([t for _, t, _ in numeric])
+        vals = np.concatenate([v for _, _, v in numeric])
+        group = np.repeat(np.asarray([sid for sid, _, _ in numeric], dtype=np.int64),
+                          [len(t) for _, t, _ in numeric])
+        for width in ds.ROLLUP_WIDTHS:
+            sid, b, n, lo, hi, total = ds.rollup_many(ts, vals, group, width)
+            self.db.executemany(_UPSERT_ROLLUP, zip(sid.tolist(), [width] * len(b), b.tolist(),
+                                                    n.tolist(), lo.tolist(), hi.tolist(), total.tolist()))
 
     def _series_id(self, key, kind, agent_class) -> tuple[int, str, float]:
         known = self._series.get(key)
@@ -162,10 +174,11 @@ class SQLiteStore(ArchiveReader):
         cutoff = now - max_age if max_age else None
         size = self.size_bytes()
         if max_bytes and size > max_bytes:
-            # drop the oldest block rows holding what must go to get to 80 % of the limit
+            # drop the oldest block rows holding what must go to get to 80 % of the limit (at
+            # most half of them per pass: the newest data always stays)
             count, data = self.db.execute(
                 "SELECT count(*), coalesce(sum(length(ts) + length(vals)), 0) FROM chunks").fetchone()
-            share = min(1.0, max(0.1, (size - 0.8 * max_bytes) / max(data, 1)))
+            share = min(0.5, max(0.1, (size - 0.8 * max_bytes) / max(data, 1)))  # per pass
             row = self.db.execute("SELECT t1 FROM chunks ORDER BY t1 LIMIT 1 OFFSET ?",
                                   (min(count - 1, max(1, int(count * share))),)).fetchone()
             if row is not None:

@@ -34,9 +34,18 @@ class Batch:
     streams: dict[tuple[str, str, str], dict] = field(default_factory=dict)
     lost: list[tuple[Stream, Gap]] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self._samples = sum(e.samples for e in self.events)
+
+    def add(self, event: ArchiveEvent) -> None:
+        """Append one event (its sample count is kept, not recounted)."""
+        self.events.append(event)
+        self._samples += event.samples
+
     @property
     def samples(self) -> int:
-        return sum(e.samples for e in self.events)
+        """(timestamp, field) values in the batch."""
+        return self._samples
 
     def __bool__(self) -> bool:
         return bool(self.events or self.streams or self.lost)

@@ -123,6 +123,13 @@ class Tracker:
             s = self.streams[key] = Stream(address, feed, session_id)
         return s
 
+    def seen(self, address: str, feed: str, session_id: str, seq: Any) -> bool:
+        """Whether ``seq`` of that run was received already (a cheap check before parsing)."""
+        s = self.streams.get((address, feed, session_id))
+        if s is None or not isinstance(seq, int) or seq > s.max_seq:
+            return False
+        return not any(g.first <= seq <= g.last for g in s.gaps)
+
     def accept(self, address: str, feed: str, session_id: str, seq: int | None,
                t_first: float | None, t_last: float | None, now: float | None = None) -> bool:
         """Whether the event is new (to be stored); ``seq=None`` (ocs agents) is always new."""

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-__all__ = ["ROLLUP_WIDTHS", "bucket_width", "rollup_width", "rollup", "bucket_raw",
+__all__ = ["ROLLUP_WIDTHS", "bucket_width", "rollup_width", "rollup", "rollup_many", "bucket_raw",
            "combine_rollups", "output_width", "thin"]
 
 #: Rollup bucket widths (seconds) written at ingest.
@@ -31,14 +31,29 @@ def rollup_width(width: float) -> float | None:
 
 def rollup(ts: np.ndarray, values: np.ndarray, width: float):
     """Per-bucket (bucket start, count, min, max, sum) of the finite values; ``ts`` sorted."""
+    _, *out = rollup_many(ts, values, np.zeros(len(ts), dtype=np.int64), width)
+    return tuple(out)
+
+
+def rollup_many(ts: np.ndarray, values: np.ndarray, group: np.ndarray, width: float):
+    """:func:`rollup` of several series at once: ``group`` numbers each sample's series.
+
+    Samples of one group are contiguous and sorted by time. Returns (group, bucket start,
+    count, min, max, sum) per (group, bucket) with finite values.
+    """
     ok = np.isfinite(values)
-    ts, values = ts[ok], values[ok]
+    if not ok.all():
+        ts, values, group = ts[ok], values[ok], group[ok]
     if not len(ts):
-        return (np.empty(0),) * 5
+        return (np.empty(0, dtype=np.int64),) + (np.empty(0),) * 5
     buckets = np.floor(ts / width) * width
-    starts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
-    counts = np.diff(np.r_[starts, len(ts)])
-    return (buckets[starts], counts, np.minimum.reduceat(values, starts),
+    change = np.empty(len(ts), dtype=bool)
+    change[0] = True
+    np.not_equal(buckets[1:], buckets[:-1], out=change[1:])
+    change[1:] |= group[1:] != group[:-1]
+    starts = np.flatnonzero(change)
+    counts = np.diff(np.append(starts, len(ts)))
+    return (group[starts], buckets[starts], counts, np.minimum.reduceat(values, starts),
             np.maximum.reduceat(values, starts), np.add.reduceat(values, starts))
 
 
