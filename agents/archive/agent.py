@@ -59,6 +59,7 @@ class FeedArchiver:
         self._rejections_logged: set[tuple[str, str]] = set()
         self._rate = (time.monotonic(), 0)
         self._last_session = None
+        self._joined_before = False
         self._stop: defer.Deferred | None = None
         self._retry_at = 0.0
         agent.subscribe(self._on_event, f"{agent.config.address_root}..feeds.", {"match": "wildcard"})
@@ -235,7 +236,11 @@ class FeedArchiver:
         """Every second: catch up after (re)joining the router; retry open gaps; session data."""
         current = self.agent.session
         if current is not None and current is not self._last_session:
-            self.backfill.catch_up_all(delay=self.agent.config.replay_delay + 1.0)
+            # after a router outage agents replay their queues first (replay_delay); at our own
+            # start nothing is on its way: catch up at once
+            rejoin = self._joined_before
+            self.backfill.catch_up_all(delay=self.agent.config.replay_delay + 1.0 if rejoin else 0.2)
+            self._joined_before = True
         self._last_session = current
         for stream, _ in self.tracker.open_gaps():
             self.backfill.schedule(stream.address, stream.feed, delay=2.0)
