@@ -82,6 +82,14 @@ async def test_bad_blocks_are_refused_by_name_good_ones_kept(router, start_agent
     assert {"address": "observatory.badpub", "feed": "raw", "field": "x"} in reply[2]["data"]["catalog"]
     assert record_data(router.http_url, archiver)["store_error"] is None
 
+    # record stopped and started again: the exactly-once state comes back from the store
+    await threads.deferToThread(op, router.http_url, archiver, "stop", "record")
+    await threads.deferToThread(op, router.http_url, archiver, "wait", "record", None, 10)
+    assert (await threads.deferToThread(op, router.http_url, archiver, "start", "record"))[0] == 0
+    again = await threads.deferToThread(wait_until, lambda: record_data(router.http_url, archiver).get(
+        "feeds"), 20, "record running again")
+    assert again["observatory.badpub.raw"] == {"session_id": "7.0", "last_seq": 2, "missing": 0}
+
 
 def test_a_full_store_is_a_clear_error_then_resumes_and_back_fills(router, start_agent, tmp_path):
     data_dir = tmp_path / "data"

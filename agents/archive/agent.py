@@ -200,7 +200,9 @@ class FeedArchiver:
             log.error("record cannot start: {why}", why=exc)
             self.store = None
             return False, f"record cannot start: {exc}"
-        self.tracker = Tracker(streams)
+        self.tracker = Tracker(streams)  # the store's state: anything unwritten from a previous
+        self.pending, self.queue, self._backlog = Batch(), deque(), 0  # run is back-filled
+        self.store_failing, self.stats["store_error"] = False, None
         self.backfill = Backfiller(self.reactor, self.tracker, lambda: self.agent.session,
                                    lambda event: self.ingest(event, backfilled=True),
                                    lambda: self.backlog() < self.parsed.max_backlog / 2)
