@@ -59,6 +59,11 @@ async def test_every_sample_once_fake_data_100hz_8ch_and_the_instrument(tmp_path
             assert set(last) == {f"{fast}.{FAKE_FEED}", f"{inst}.instrument"}
             data = await threads.deferToThread(wait_until, lambda: caught_up(rt.http_url, archiver, last),
                                                30, "the archive caught up")
+            # ocs-core history's default source: the site file's FeedArchiver, its query Task
+            task_csv = tmp_path / "task.csv"
+            assert await threads.deferToThread(ocs_core_main, [
+                "history", "inst.instrument", "--site-file", str(rt.site_file), "--start", "0",
+                "--stop", "4e9", "--csv", str(task_csv)]) == 0
         finally:
             await subscriber.stop()
             for p in procs.values():
@@ -86,6 +91,9 @@ async def test_every_sample_once_fake_data_100hz_8ch_and_the_instrument(tmp_path
         with open(csv_path) as fh:
             rows = list(csv.DictReader(fh))
         assert [(float(r["timestamp"]), float(r["value"])) for r in rows] == expected[(inst, "value")]
+        with open(task_csv) as fh:
+            assert [(float(r["timestamp"]), float(r["value"])) for r in csv.DictReader(fh)] == \
+                expected[(inst, "value")]
         assert png_path.stat().st_size > 5000
         h = history("fast", FAKE_FEED, ["channel_03"], start=0, stop=4e9, max_points=50, archive=path)
         s = h["channel_03"]
