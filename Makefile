@@ -37,6 +37,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/rpc.py
 	$(PY) bench/obe.py
+	PYTHONPATH=. $(PY) bench/archive.py
 
 clean:
 	rm -rf $(VENV) $(IBL_VENV) *.egg-info .pytest_cache

@@ -34,8 +34,7 @@ SANS_IO = [
     "agents.rig.events", "agents.rig.messages", "agents.rig.feed_format", "agents.rig.state",
     "ocs_core.archive.downsample", "ocs_core.archive.series", "ocs_core.archive.sqlite_reader",
     "agents.archive.events", "agents.archive.tracker", "agents.archive.store",
-    "agents.archive.line_protocol", "agents.archive.sqlite_store", "agents.archive.influx_store",
-    "agents.archive.agent_options", "clients.archive",
+    "agents.archive.line_protocol", "clients.archive",
 ]
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import requests
+from twisted.logger import Logger
 
 from ocs_core.archive import downsample as ds
 from ocs_core.archive.series import Series
@@ -25,6 +26,8 @@ from agents.archive.store import Batch, StoreError
 from agents.archive.tracker import Stream
 
 __all__ = ["InfluxStore"]
+
+log = Logger(namespace="agents.archive.influx_store")
 
 LINES_PER_POST = 5000
 RETRIES = (0.2, 0.5, 1.0)
@@ -107,6 +110,7 @@ class InfluxStore:
             reply = self._request("POST", "/write", params={"db": self.db, "precision": "ns"}, data=body)
             if reply.status_code == 400:  # InfluxDB wrote what it could (e.g. a field type conflict)
                 self.refused_writes += 1
+                log.warn("InfluxDB refused some points (kept the others): {why}", why=reply.text[:300])
             elif reply.status_code >= 300:
                 raise StoreError(f"InfluxDB refused a write: {reply.status_code} {reply.text[:200]}")
         if new_series:
