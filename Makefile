@@ -70,6 +70,7 @@ bench: $(STAMP)
 	$(PY) bench/rpc.py
 	$(PY) bench/obe.py
 	$(PY) bench/access.py
+	PYTHONPATH=. $(PY) bench/archive.py
 
 clean:
 	rm -rf $(VENV) $(IBL_VENV) $(SMB_VENV) *.egg-info .pytest_cache

@@ -33,6 +33,7 @@ def test_demo_end_to_end(tmp_path):
     # the project's site runs authenticated: one line says so; keys created private
     assert len([l for l in out.splitlines() if "router authenticated (cryptosign), HTTP bridge signed" in l]) == 1
     assert (tmp_path / "ocs-credentials.yaml").stat().st_mode & 0o077 == 0
+    assert re.search(r"archive: \S+archive.sqlite: \d+ samples", out), out[-2000:]
     assert (tmp_path / "out" / "scan.png").stat().st_size > 10_000
     assert "Traceback" not in result.stderr, result.stderr
     # nothing left: the supervisor and every agent that `up` reported are gone

@@ -89,3 +89,35 @@ def test_heartbeat_style_feed_keeps_nothing():
     f = Feed("r.a", "heartbeat", outbox_size=0)
     f.queue(f.make_event({}))
     assert len(f.outbox) == 0
+
+
+TAGS = {"x": {"channel": 0, "_field": "temperature"}, "y": {"channel": 1, "_field": "temperature"}}
+
+
+def test_influxdb_tags_pass_through_per_block_latest_wins():
+    f = Feed("r.a", "t", record=True, buffer_time=10, clock=Clock())
+    assert f.payloads({"block_name": "b", "timestamp": 1, "data": {"x": 1.0, "y": 2.0},
+                       "influxdb_tags": TAGS}) == []
+    f.payloads({"block_name": "b", "timestamp": 2, "data": {"x": 1.0, "y": 2.0}})  # None keeps them
+    f.payloads({"block_name": "c", "timestamp": 2, "data": {"z": 1.0}})
+    [p] = f.flush()
+    assert p["b"]["influxdb_tags"] == TAGS and p["c"]["influxdb_tags"] is None
+
+
+@pytest.mark.parametrize("tags, text", [
+    ([1], "must be a dict"),
+    ({"x": {"_field": "t"}}, "exactly one entry per data field"),
+    ({"x": {"channel": 0}, "y": {"_field": "t"}}, "must be a dict holding '_field'"),
+    ({"x": {"_field": "1t"}, "y": {"_field": "t"}}, "invalid field name '1t'"),
+    ({"x": {"_field": "t", "bad tag": 1}, "y": {"_field": "t"}}, "invalid field name 'bad tag'"),
+    ({"x": {"_field": "t", "c": [1]}, "y": {"_field": "t"}}, "use int, float, bool or str"),
+    ({"x": {"_field": "t", "c": "a,b"}, "y": {"_field": "t"}}, "a string tag has 1 to 255"),
+    ({"x": {"_field": "t", "c": "x" * 300}, "y": {"_field": "t"}}, "a string tag has 1 to 255"),
+    ({"x": {"_field": "t", **{f"t{i}": i for i in range(17)}}, "y": {"_field": "t"}}, "at most 16"),
+])
+def test_influxdb_tags_are_checked(tags, text):
+    f = Feed("r.a", "t", record=True)
+    with pytest.raises(FeedError, match=text):
+        f.payloads({"block_name": "b", "timestamp": 1, "data": {"x": 1.0, "y": 2.0},
+                    "influxdb_tags": tags})
+    assert f.flush() == []  # nothing buffered

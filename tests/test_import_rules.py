@@ -27,7 +27,7 @@ SANS_IO = [
     "ocs_core.runtime.cryptosign", "ocs_core.site.credentials", "ocs_core.router.auth",
     "ocs_core.router.replay_guard", "ocs_core.runtime.access",
     "ocs_core.runtime.backoff", "ocs_core.runtime.codes", "ocs_core.runtime.log_format",
-    "ocs_core.runtime.feeds",
+    "ocs_core.runtime.feeds", "ocs_core.runtime.feed_history",
     "ocs_core.runtime.lock", "ocs_core.runtime.params", "ocs_core.runtime.param_specs", "ocs_core.runtime.session",
     "ocs_core.site.config", "ocs_core.site.args", "ocs_core.router.config",
     "ocs_core.supervisor.child", "ocs_core.supervisor.control", "ocs_core.supervisor.plan",
@@ -38,6 +38,9 @@ SANS_IO = [
     "agents.instrument.commands", "agents.instrument.signatures", "agents.instrument.profiles",
     "agents.rig.events", "agents.rig.messages", "agents.rig.feed_format", "agents.rig.state",
     "clients.dashboard.model",
+    "ocs_core.archive.downsample", "ocs_core.archive.series", "ocs_core.archive.sqlite_reader",
+    "agents.archive.events", "agents.archive.tracker", "agents.archive.store",
+    "agents.archive.line_protocol", "clients.archive",
 ]
 
 

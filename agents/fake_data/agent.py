@@ -32,6 +32,9 @@ class FakeDataAgent:
         self.agent = agent
         self.channels = [f"channel_{i:02d}" for i in range(num_channels)]
         self.sample_rate = max(1e-3, float(sample_rate))
+        # ocs 0.12.1's tags: one series per channel, field "temperature", tag "channel"
+        self.influxdb_tags = {c: {"channel": i, "_field": "temperature"}
+                              for i, c in enumerate(self.channels)}
         self.rng = random.Random(seed)  # not numpy: an idle agent stays ~13 MB smaller
         self._stop_acq_event = threading.Event()
         self._count_tick: defer.Deferred | None = None
@@ -67,7 +70,8 @@ class FakeDataAgent:
                 next_flip = now + params["degradation_period"]
             temps = [t + self.rng.uniform(-0.002, 0.002) for t in temps]
             values = {c: float(t) for c, t in zip(self.channels, temps)}
-            self.agent.publish_to_feed(FEED, {"block_name": "temps", "timestamp": now, "data": values})
+            self.agent.publish_to_feed(FEED, {"block_name": "temps", "timestamp": now, "data": values,
+                                             "influxdb_tags": self.influxdb_tags})
             session.data = {"fields": values, "timestamp": now}
             if params["test_mode"]:
                 break

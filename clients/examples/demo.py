@@ -5,7 +5,8 @@
 2. ``adaptive_scan.py``: OCSClient loop, a uniform sweep for comparison, and a PNG;
 3. ``adaptive_scan_twisted.py``: the same loop as a run_control_script program;
 4. ``agent_scan.py``: the OBE agent's own adaptive_scan Process drives the instrument agent;
-5. ``ocs-core down``, whatever happened before.
+5. where the archiver (FeedArchiver) put the recorded feeds;
+6. ``ocs-core down``, whatever happened before.
 
 ``ocs-core web`` serves the dashboard throughout (its address is printed); with ``--keep``
 (``make demo KEEP=1``) the site and the page stay up, with a new adaptive scan every 30 s to
@@ -77,6 +78,25 @@ def keep_up(url: str, scan: list[str]) -> None:
         time.sleep(30)
 
 
+def report_archive(site: list[str]) -> None:
+    """Print where the site's FeedArchiver stored the recorded feeds (if the site has one)."""
+    from clients.ocs_client import OCSClient
+
+    print("\n=== the feed archive", flush=True)
+    try:
+        client = OCSClient("archiver", args=site)
+        data = client.record.status().session.get("data") or {}
+        client.close()
+    except Exception as exc:  # noqa: BLE001 - the demo goes on without it
+        print(f"no archiver in this site ({exc})")
+        return
+    for name, feed in sorted(data.get("feeds", {}).items()):
+        print(f"  {name}: {feed['last_seq']} events, {feed['missing']} missing")
+    print(f"archive: {data.get('store')}: {data.get('samples_written', 0)} samples "
+          f"({data.get('store_size_bytes') or 0} bytes); read it with "
+          "`ocs-core history obe-1.posterior --since 10m`", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the ocs-core demo site end to end.")
     parser.add_argument("--steps", type=int, default=60, help="measurements of the adaptive scan")
@@ -129,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         web, url = start_dashboard(ocs_core, site, web_port, Path(args.run_dir) / "web.log")
         for step, cmd, timeout in steps:
             run(step, cmd, timeout)
+        report_archive(site)
         if args.keep:
             keep_up(url, [sys.executable, str(EXAMPLES / "agent_scan.py"), "--steps", "60", *common, *site])
     except KeyboardInterrupt:

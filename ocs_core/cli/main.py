@@ -32,6 +32,7 @@ SUBCOMMANDS: list[str] = [
     "ocs_core.cli.credentials",
     "clients.cli_commands",  # named by string: ocs_core does not import clients
     "clients.dashboard.cli",
+    "clients.cli_history",
 ]
 
 #: Subcommands whose module is known up front, so that running one imports only that module.

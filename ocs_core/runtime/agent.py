@@ -30,6 +30,7 @@ from ocs_core.runtime.access import AccessControl, AccessRuleError
 from ocs_core.runtime.agent_config import AgentConfig
 from ocs_core.runtime.backoff import BackoffPolicy
 from ocs_core.runtime.cryptosign import answer_challenge, join_options
+from ocs_core.runtime.feed_history import FEED_HISTORY_QUERY, answer_feed_history
 from ocs_core.runtime.feeds import Feed, FeedError
 from ocs_core.runtime.logs import start_logging
 from ocs_core.runtime.codes import FEATURES_QUERY, START_AND_WAIT
@@ -129,13 +130,14 @@ class OCSAgent:
                                                 min_privs=min_privs)
 
     def register_feed(self, name: str, *, record: bool = False, agg_params: dict | None = None,
-                      buffer_time: float = 0.0, outbox_size: int = 10_000) -> Feed:
-        """Register a feed published on ``<agent>.feeds.<name>``."""
+                      buffer_time: float = 0.0, outbox_size: int = 10_000,
+                      **history: Any) -> Feed:
+        """Register a feed on ``<agent>.feeds.<name>`` (``history``: see :class:`Feed`)."""
         if name in self.feeds or name == "heartbeat":
             raise ValueError(f"feed {name!r} is already registered")
         feed = Feed(self.agent_address, name, record=record, agg_params=agg_params,
                     buffer_time=buffer_time, agent_class=self.agent_class,
-                    session_id=self.session_id, outbox_size=outbox_size)
+                    session_id=self.session_id, outbox_size=outbox_size, **history)
         self.feeds[name] = feed
         return feed
 
@@ -336,7 +338,17 @@ class OCSAgent:
             return FEATURES
         if q == PARAM_SPECS_QUERY:
             return encode_param_specs(self.operations)
+        if q == FEED_HISTORY_QUERY:
+            return self._answer_query(answer_feed_history, self.feeds, kwargs)
         return None
+
+    @staticmethod
+    def _answer_query(answer: Callable, *args: Any) -> Any:
+        """Run a pure query handler; its ValueError becomes a WAMP error with its text."""
+        try:
+            return answer(*args)
+        except ValueError as exc:
+            raise ApplicationError(RUNTIME_ERROR, str(exc)) from None
 
     def get_api(self) -> dict[str, Any]:
         """The agent's self-description (ocs 0.12's ``get_api``)."""

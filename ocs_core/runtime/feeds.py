@@ -15,11 +15,21 @@ import time
 from collections import deque
 from typing import Any, Callable
 
+from ocs_core.runtime.feed_history import (DEFAULT_HISTORY_EVENTS, DEFAULT_HISTORY_SECONDS,
+                                           FeedHistory)
+
 _FIELD_NAME = re.compile(r"^_*[A-Za-z][A-Za-z0-9_]*$")
 _SCALARS = (float, int, str, bool)
 
 #: Events kept per feed while the router is away (the oldest are dropped past this).
 DEFAULT_OUTBOX = 10_000
+#: Bounds on a block's ``influxdb_tags``: tags per field (besides ``_field``), characters of a
+#: tag value, characters of the whole mapping as JSON.
+MAX_TAGS_PER_FIELD = 16
+MAX_TAG_VALUE = 255
+MAX_TAGS_CHARS = 64 * 1024
+# ocs's InfluxDB publisher writes tags unescaped into line protocol: these would break its lines.
+_TAG_VALUE_FORBIDDEN = re.compile(r'[\s,="\\]')
 
 
 class FeedError(ValueError):
@@ -39,6 +49,51 @@ def _check_values(field: str, values: list) -> None:
                             "take float, int, str or bool")
 
 
+def check_influxdb_tags(block: str, tags: Any, fields: Any) -> dict[str, dict] | None:
+    """Validate a block's ``influxdb_tags`` (ocs 0.12.1's structure); return a copy, or None.
+
+    ``tags`` is None, or one entry per data field: ``{field: {"_field": name, tag: scalar,
+    ...}}``. Tag names follow the field-name rule; values are int, float, bool or short strings
+    without whitespace, ``,``, ``=``, ``"`` or ``\\``.
+
+    Raises:
+        FeedError: naming the block, the field and what is wrong.
+    """
+    if tags is None:
+        return None
+    where = f"block {block!r}: influxdb_tags"
+    if not isinstance(tags, dict):
+        raise FeedError(f"{where} must be a dict {{field: {{'_field': name, tag: value}}}}, "
+                        f"got {type(tags).__name__}")
+    if set(tags) != set(fields):
+        raise FeedError(f"{where} needs exactly one entry per data field: fields "
+                        f"{sorted(fields)}, tags for {sorted(map(str, tags))}")
+    out: dict[str, dict] = {}
+    for field, entry in tags.items():
+        if not isinstance(entry, dict) or "_field" not in entry:
+            raise FeedError(f"{where}[{field!r}] must be a dict holding '_field', got {entry!r:.100}")
+        if len(entry) - 1 > MAX_TAGS_PER_FIELD:
+            raise FeedError(f"{where}[{field!r}] has {len(entry) - 1} tags; at most "
+                            f"{MAX_TAGS_PER_FIELD}")
+        for name, value in entry.items():
+            if name == "_field":
+                check_field_name(value)
+                continue
+            check_field_name(name)
+            if not isinstance(value, _SCALARS):
+                raise FeedError(f"{where}[{field!r}][{name!r}] = {value!r:.100} "
+                                f"({type(value).__name__}): use int, float, bool or str")
+            if isinstance(value, str) and (not 1 <= len(value) <= MAX_TAG_VALUE
+                                           or _TAG_VALUE_FORBIDDEN.search(value)):
+                raise FeedError(f"{where}[{field!r}][{name!r}] = {value!r:.100}: a string tag "
+                                f"has 1 to {MAX_TAG_VALUE} characters, none of them whitespace, "
+                                "',', '=', '\"' or '\\'")
+        out[field] = dict(entry)
+    if len(repr(out)) > MAX_TAGS_CHARS:
+        raise FeedError(f"{where} is larger than {MAX_TAGS_CHARS} characters")
+    return out
+
+
 class _Block:
     """Samples of one block buffered before publication."""
 
@@ -47,15 +102,19 @@ class _Block:
         self.fields = fields
         self.timestamps: list[float] = []
         self.data: dict[str, list] = {f: [] for f in fields}
+        self.tags: dict[str, dict] | None = None
 
-    def add(self, timestamps: list[float], data: dict[str, list]) -> None:
+    def add(self, timestamps: list[float], data: dict[str, list],
+            tags: dict[str, dict] | None = None) -> None:
         self.timestamps.extend(timestamps)
         for f, values in data.items():
             self.data[f].extend(values)
+        if tags is not None:  # as in ocs: the latest tags given stay with the block
+            self.tags = tags
 
     def encoded(self) -> dict[str, Any]:
         return {"block_name": self.name, "data": {f: list(v) for f, v in self.data.items()},
-                "timestamps": list(self.timestamps), "influxdb_tags": None}
+                "timestamps": list(self.timestamps), "influxdb_tags": self.tags}
 
     def clear(self) -> None:
         self.timestamps.clear()
@@ -75,12 +134,16 @@ class Feed:
         agent_class: shown in ``feed_info``.
         session_id: the agent process's start time as a string (same for all feeds of a run).
         outbox_size: events kept while disconnected; ``0`` drops them (heartbeats).
+        history_events, history_seconds: bounds of the recent events a recorded feed keeps
+            for the ``ocs_core.feed_history`` query (unrecorded feeds keep none).
     """
 
     def __init__(self, agent_address: str, name: str, *, record: bool = False,
                  agg_params: dict | None = None, buffer_time: float = 0.0,
                  agent_class: str | None = None, session_id: str = "0",
-                 outbox_size: int = DEFAULT_OUTBOX, clock: Callable[[], float] = time.time) -> None:
+                 outbox_size: int = DEFAULT_OUTBOX, clock: Callable[[], float] = time.time,
+                 history_events: int = DEFAULT_HISTORY_EVENTS,
+                 history_seconds: float = DEFAULT_HISTORY_SECONDS) -> None:
         if not name or "." in name:
             raise ValueError(f"feed name {name!r} must be non-empty and contain no '.'")
         self.agent_address = agent_address
@@ -99,6 +162,7 @@ class Feed:
         self.outbox: deque[list] = deque(maxlen=max(0, outbox_size))
         self.inflight: dict[int, list] = {}
         self.dropped = 0
+        self.history = FeedHistory(history_events, history_seconds, clock) if record else None
 
     def feed_info(self) -> dict[str, Any]:
         """The seven-key encoded feed of ocs 0.12 (as in ``get_api``)."""
@@ -116,6 +180,7 @@ class Feed:
         if not self.record:
             return [message]
         name, timestamps, data = self._parse_block_message(message)
+        tags = check_influxdb_tags(name, message.get("influxdb_tags"), data)
         with self._lock:
             block = self._blocks.get(name)
             if block is None:
@@ -123,7 +188,7 @@ class Feed:
             elif block.fields != set(data):
                 raise FeedError(f"Block structure does not match: block {name!r} has fields "
                                 f"{sorted(block.fields)}, this message has {sorted(data)}")
-            block.add(timestamps, data)
+            block.add(timestamps, data, tags)
             now = self._clock()
             if self._buffer_start is None:
                 self._buffer_start = now
@@ -180,7 +245,10 @@ class Feed:
         self._seq += 1
         info = self.feed_info()
         info["seq"] = self._seq
-        return [payload, info]
+        event = [payload, info]
+        if self.history is not None:
+            self.history.add(event)
+        return event
 
     def queue(self, event: list) -> None:
         """Keep an undelivered event for later (dropping the oldest when full)."""
