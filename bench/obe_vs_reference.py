@@ -47,7 +47,7 @@ from optbayesexpt import obe_base  # noqa: E402
 
 from agents.obe.engine.obe_engine import OBEEngine  # noqa: E402
 
-warnings.filterwarnings("ignore", message=".*Particle filter rejected", category=RuntimeWarning)
+warnings.filterwarnings("ignore", message=r"\s*Particle filter rejected", category=RuntimeWarning)
 
 TRUTH = np.array([2.7777, -1000.0, 50300.0])
 NOISE, D, N_SETTINGS = 500.0, 0.1, 200
