@@ -138,7 +138,7 @@ class Operations:
             return self.start_and_wait(op_name, params, timeout)
         return _reply(ERROR, f'No implementation for "{op_name}"')
 
-    def start(self, op_name: str, params: Any = None) -> Reply:
+    def start(self, op_name: str, params: Any = None, *, _reply_first: bool = True) -> Reply:
         op = self._ops.get(op_name)
         if op is None:
             return _reply(ERROR, f'No task or process called "{op_name}"')
@@ -150,7 +150,7 @@ class Operations:
             return _reply(ERROR, str(exc))
         except Exception as exc:  # a check function that raised something else
             return _reply(ERROR, f"CRASH: during param pre-processing: {exc}")
-        session = self._launch(op, params)
+        session = self._launch(op, params, defer_start=_reply_first)
         return _reply(OK, f'Started {op.kind} "{op_name}".', session)
 
     def start_and_wait(self, op_name: str, params: Any = None,
@@ -165,7 +165,7 @@ class Operations:
                 timeout = float(timeout)
             except (TypeError, ValueError):
                 return _reply(ERROR, f"wait timeout must be a number of seconds or null, not {timeout!r}")
-        reply = self.start(op_name, params)
+        reply = self.start(op_name, params, _reply_first=False)  # no start reply to send first
         if reply[0] != OK:
             return reply
         return self.wait(op_name, timeout)
@@ -244,7 +244,7 @@ class Operations:
             return {}
         return params
 
-    def _launch(self, op: Operation, params: Any) -> OpSession:
+    def _launch(self, op: Operation, params: Any, defer_start: bool = True) -> OpSession:
         session = OpSession(self._next_session_id, op.name, on_message=self._on_message)
         self._next_session_id += 1
         op.session = session
@@ -253,7 +253,7 @@ class Operations:
             session.set_status("running")
             return op.start(session, params)
 
-        d = self._call(body, op.blocking, session, params, defer_start=True)
+        d = self._call(body, op.blocking, session, params, defer_start=defer_start)
         d.addCallbacks(self._op_returned, self._op_crashed, callbackArgs=(op, session),
                        errbackArgs=(op, session))
         d.addErrback(lambda f: log.failure("finishing {op} failed", f, op=op.name))
