@@ -38,9 +38,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-REFERENCE = Path(os.environ.get("OPTBAYESEXPT_PATH", ROOT.parent / "shared" / "peers" / "optbayesexpt-1.2.0"))
+REFERENCE = Path(os.environ.get("OPTBAYESEXPT_PATH") or "/work/shared/peers/optbayesexpt-1.2.0")
 if not REFERENCE.is_dir():
-    REFERENCE = Path("/work/shared/peers/optbayesexpt-1.2.0")
+    sys.exit(f"optbayesexpt 1.2.0 not found at {REFERENCE}; set OPTBAYESEXPT_PATH to its folder")
 sys.path.insert(0, str(REFERENCE))
 
 import optbayesexpt  # noqa: E402
