@@ -238,7 +238,15 @@ def loop_agents(router, tmp: Path, steps: int, scan_steps: int) -> dict:
         obe_agent.wait_registered(30)
         site = {"site_file": str(router.site_file)}
         obe, instrument = OCSClient("cl-obe", **site), OCSClient("cl-inst", **site)
-        truth = resonance.instrument_truth(instrument)
+        deadline = time.monotonic() + 30
+        while True:  # the instrument agent registers before its link to the server is up
+            try:
+                truth = resonance.instrument_truth(instrument)
+                break
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
         config = resonance.run_config(truth)
         status = bridge.body(f"{bare.address}.ops", "status", OP, {})
         bare_times, step_times, measure_times, tcp_times = [], [], [], []

@@ -104,7 +104,7 @@ def main(n: int = 2000) -> None:
     ]
     sock.close()
     with tempfile.TemporaryDirectory() as tmp:
-        store = RunStore(f"{tmp}/bench.sqlite")
+        store = RunStore(f"{tmp}/bench.sqlite", durable=True)
         run = store.new_run({})
         rows.append(("store.append_measurements, 1 record (synchronous=FULL)",
                      timed(lambda: store.append_measurements(run, [([2.0], 1.0, 0.5)]), n // 4)))

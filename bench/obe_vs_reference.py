@@ -6,9 +6,10 @@ same noise draws (measurement k of seed s adds ``noise[s][k]``) and, for random 
 same settings; the reference runs in its optimal mode (``opt_setting``), numpy without numba
 (``use_jit=False``), ``scale=False``; its generators are seeded.
 
-Problem (docs/obe-method.md 1.11): Lorentzian b + a / (((x - x0)/0.1)^2 + 1), truth (2.7777,
--1000, 50300), noise 500, settings linspace(1.5, 4.5, 200), 20,000 particles, x0 ~ U(2, 4),
-a ~ U(-2000, -400), b ~ N(50000, 1000).
+Problem (docs/obe-method.md 1.11): Lorentzian b + a / (((x - x0)/0.1)^2 + 1), noise 500, settings
+linspace(1.5, 4.5, 200), 20,000 particles, x0 ~ U(2, 4), a ~ U(-2000, -400), b ~ N(50000, 1000);
+the truth of each seed drawn as the demo does, each parameter independently from its prior
+sample (``--fixed-truth``: x0, a, b = 2.7777, -1000, 50300 for every seed, as bench/obe.py).
 
 Definitions (issue 15): *precision* = the median over seeds of the posterior std of x0;
 *gain* = 300 / (the number of optimal measurements after which the median std falls to random
@@ -37,9 +38,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-REFERENCE = Path(os.environ.get("OPTBAYESEXPT_PATH", ROOT.parent / "shared" / "peers" / "optbayesexpt-1.2.0"))
+REFERENCE = Path(os.environ.get("OPTBAYESEXPT_PATH") or "/work/shared/peers/optbayesexpt-1.2.0")
 if not REFERENCE.is_dir():
-    REFERENCE = Path("/work/shared/peers/optbayesexpt-1.2.0")
+    sys.exit(f"optbayesexpt 1.2.0 not found at {REFERENCE}; set OPTBAYESEXPT_PATH to its folder")
 sys.path.insert(0, str(REFERENCE))
 
 import optbayesexpt  # noqa: E402
@@ -47,7 +48,7 @@ from optbayesexpt import obe_base  # noqa: E402
 
 from agents.obe.engine.obe_engine import OBEEngine  # noqa: E402
 
-warnings.filterwarnings("ignore", message=".*Particle filter rejected", category=RuntimeWarning)
+warnings.filterwarnings("ignore", message=r"\s*Particle filter rejected", category=RuntimeWarning)
 
 TRUTH = np.array([2.7777, -1000.0, 50300.0])
 NOISE, D, N_SETTINGS = 500.0, 0.1, 200
@@ -112,9 +113,22 @@ class Reference:
         return np.asarray(self.e.mean()), np.asarray(self.e.std())
 
 
+FIXED_TRUTH = False
+
+
+def truth(seed: int, particles: np.ndarray) -> np.ndarray:
+    """The seed's true parameters: each drawn from its own prior sample (or the fixed truth)."""
+    if FIXED_TRUTH:
+        return TRUTH
+    rng = np.random.default_rng(40_000 + seed)
+    return np.array([row[rng.integers(row.size)] for row in particles])
+
+
 def run(kind, seed: int, m: int, selection: str, n: int, options: dict) -> dict:
     """One run: per measurement k (1..m) the x0 std and error, and the final per-parameter z."""
-    eng = kind(prior(seed, n), seed, options)
+    particles = prior(seed, n)
+    true = truth(seed, particles)
+    eng = kind(particles, seed, options)
     eps, idx = noise(seed, m), random_indices(seed, m)
     std = np.empty(m)
     err = np.empty(m)
@@ -122,12 +136,12 @@ def run(kind, seed: int, m: int, selection: str, n: int, options: dict) -> dict:
     t0 = time.perf_counter()
     for k in range(m):
         x = eng.choose() if selection == "optimal" else float(SETTINGS[idx[k]])
-        y = float(lorentzian((x,), TRUTH, (D,))) + float(eps[k])
+        y = float(lorentzian((x,), true, (D,))) + float(eps[k])
         eng.update(x, y)
         mean, sd = eng.stats()
-        std[k], err[k] = sd[0], mean[0] - TRUTH[0]
+        std[k], err[k] = sd[0], mean[0] - true[0]
         if k == 99:
-            z100 = np.abs(mean - TRUTH) / sd
+            z100 = np.abs(mean - true) / sd
     return {"std": std, "err": err, "z100": z100, "seconds": time.perf_counter() - t0}
 
 
@@ -196,6 +210,7 @@ def timing(args, options: dict) -> list[dict]:
 
 def report(acc: dict | None, rows: list[dict] | None, args, options: dict) -> str:
     lines = [f"Options of our engine: {json.dumps(options) if options else 'defaults'}; "
+             f"truth {'fixed' if FIXED_TRUTH else 'drawn from the prior per seed'}; "
              f"{args.particles} particles, {args.seeds} seeds for the gain, {args.seeds_found} for "
              "found and calibration.", ""]
     if acc:
@@ -234,12 +249,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--options", default="{}", help="JSON object of OBEEngine keyword arguments")
     p.add_argument("--quick", action="store_true", help="6 / 20 seeds, 50 iterations x 2")
     p.add_argument("--json", help="also write the results to this file")
+    p.add_argument("--fixed-truth", action="store_true",
+                   help="the same truth (2.7777, -1000, 50300) for every seed")
     p.add_argument("--engines", default="ocs-core,optbayesexpt",
                    help="which engines run the accuracy case (the report needs both)")
     args = p.parse_args(argv)
     if args.quick:
         args.seeds, args.seeds_found, args.iters, args.repeats = 6, 20, 50, 2
     options = json.loads(args.options)
+    global FIXED_TRUTH
+    FIXED_TRUTH = args.fixed_truth
     cases = args.cases.split(",")
     acc = accuracy(args, options) if "accuracy" in cases else None
     rows = timing(args, options) if "timing" in cases else None

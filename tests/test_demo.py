@@ -27,6 +27,9 @@ def test_demo_end_to_end(tmp_path):
     assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
     assert re.search(r"step +8 +x = [\d.]+ +value = +-?[\d.]+ +centre = [\d.]+ \+- [\d.]+", out)
     assert re.search(r"OBE \(adaptive\) +8 ", out) and re.search(r"uniform sweep +8 ", out)
+    assert re.search(r"random settings +8 ", out)
+    assert re.search(r"per step \(optset \+ measure \+ newdat, three Task calls\): median [\d.]+ ms", out)
+    assert re.search(r"step +8 .*\([\d.]+ ms\)", out)
     assert "adaptive_scan ended: adaptive_scan: reached max_steps" in out
     assert "site down" in out and "demo finished" in out
     assert re.search(r"=== dashboard: http://127\.0\.0\.1:\d+/", out)

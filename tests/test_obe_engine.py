@@ -500,3 +500,20 @@ def test_explicit_particles_in_the_configuration():
                           ({"particles": {"x0": rows[0]}}, "missing")):
         with pytest.raises(ValueError, match=match):
             OBEEngine.from_config({**base, **change})
+
+
+def test_draws_evaluated_in_chunks_give_the_same_utility(monkeypatch):
+    import agents.obe.engine.obe_engine as module
+    kw = dict(model="lorentzian", settings={"start": 1.5, "stop": 4.5, "num": 300}, n_particles=2000,
+              noise_std=500, seed=5, n_draws=40)
+    whole = OBEEngine.from_config(kw).utility()
+    monkeypatch.setattr(module, "DRAW_CHUNK_VALUES", 1000)  # 3 draws per model call
+    eng = OBEEngine.from_config(kw)
+    np.testing.assert_array_equal(eng.utility(), whole)
+    assert eng._draw_buf is not None and eng._draw_buf.shape == (1, 40, 300)
+    def two_channel_engine():
+        return OBEEngine(two_channel, (np.linspace(0, 2, 500),),
+                         np.random.default_rng(2).normal(size=(2, 300)), (), seed=1, n_draws=7)
+    chunked = two_channel_engine().utility()  # 2 draws per model call
+    monkeypatch.setattr(module, "DRAW_CHUNK_VALUES", 8192)
+    np.testing.assert_array_equal(chunked, two_channel_engine().utility())

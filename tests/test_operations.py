@@ -171,6 +171,10 @@ def test_start_and_wait_is_start_then_wait_in_one_request(o):
     o.ops.dispatch("abort", "slow")
     _, _, sess = yield defer.maybeDeferred(o.ops.dispatch, "wait", "slow", None, 5)
     assert sess["success"] is False
+    # a non-blocking op that ends at once: the reply is the finished session, no reactor turn
+    code, msg, sess = o.ops.dispatch("start_and_wait", "bad_return", None, 5)
+    assert (code, msg) == (OK, 'Operation "bad_return" is currently not running (FAILED).')
+    assert sess["status"] == "done" and "not an (ok, message) pair" in sess["messages"][-2][1]
 
 
 def test_op_info(o):

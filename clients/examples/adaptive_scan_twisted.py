@@ -15,11 +15,11 @@ from clients.examples import resonance
 
 
 async def call(task: client_t.TaskClient, **params) -> dict:
-    """Start a Task, wait for it, and return its session data (or raise with its message)."""
-    code, msg, session = await task.start(params=params)
-    if code != 0:
+    """Run a Task (start and wait: one call to an ocs-core agent) and return its session data
+    (or raise with its message)."""
+    code, msg, session = await task.run(params, timeout=30)
+    if code != 0 or not session:
         raise RuntimeError(f"{task.op_name}: {msg}")
-    code, msg, session = await task.wait(timeout=30)
     if not session.get("success"):
         raise RuntimeError(f"{task.op_name} failed: {session['messages'][-2][1]}")
     return session["data"]

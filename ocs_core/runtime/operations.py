@@ -165,7 +165,8 @@ class Operations:
                  action=action, op=op.name, have=level, need=op.min_privs)
         return level, _reply(ERROR, refusal)
 
-    def start(self, op_name: str, params: Any = None, password: Any = None) -> Reply:
+    def start(self, op_name: str, params: Any = None, password: Any = None, *,
+              _reply_first: bool = True) -> Reply:
         """Start an op (ocs's order: unknown op, in progress, privileges, params)."""
         op = self._ops.get(op_name)
         if op is None:
@@ -181,7 +182,7 @@ class Operations:
             return _reply(ERROR, str(exc))
         except Exception as exc:  # a check function that raised something else
             return _reply(ERROR, f"CRASH: during param pre-processing: {exc}")
-        session = self._launch(op, params, level)
+        session = self._launch(op, params, level, defer_start=_reply_first)
         return _reply(OK, f'Started {op.kind} "{op_name}".', session)
 
     def start_and_wait(self, op_name: str, params: Any = None, timeout: float | None = None,
@@ -196,7 +197,7 @@ class Operations:
                 timeout = float(timeout)
             except (TypeError, ValueError):
                 return _reply(ERROR, f"wait timeout must be a number of seconds or null, not {timeout!r}")
-        reply = self.start(op_name, params, password)
+        reply = self.start(op_name, params, password, _reply_first=False)  # no start reply to send first
         if reply[0] != OK:
             return reply
         return self.wait(op_name, timeout)
@@ -279,7 +280,7 @@ class Operations:
             return {}
         return params
 
-    def _launch(self, op: Operation, params: Any, cred_level: int) -> OpSession:
+    def _launch(self, op: Operation, params: Any, cred_level: int, defer_start: bool = True) -> OpSession:
         session = OpSession(self._next_session_id, op.name, on_message=self._on_message)
         session.cred_level = cred_level
         self._next_session_id += 1
@@ -289,7 +290,7 @@ class Operations:
             session.set_status("running")
             return op.start(session, params)
 
-        d = self._call(body, op.blocking, session, params, defer_start=True)
+        d = self._call(body, op.blocking, session, params, defer_start=defer_start)
         d.addCallbacks(self._op_returned, self._op_crashed, callbackArgs=(op, session),
                        errbackArgs=(op, session))
         d.addErrback(lambda f: log.failure("finishing {op} failed", f, op=op.name))

@@ -29,6 +29,8 @@ SINGLE_PRECISION_MIN = 4096
 #: ``auto_draws``: draws x settings x channels up to this many model values per setting choice.
 AUTO_DRAW_BUDGET = 20_000
 AUTO_DRAWS_MIN, AUTO_DRAWS_MAX = 30, 100
+#: Model values per call when the utility's draws are evaluated in chunks (64 kB of float64).
+DRAW_CHUNK_VALUES = 8192
 _EXP_UNDERFLOW = -745.13  # exp(x) == 0.0 in float64 below this
 
 
@@ -163,6 +165,7 @@ class OBEEngine(SettingSelection):
         self.utility_precision = utility_precision
         if utility_precision == "single":
             self._grid_rows = tuple(r.astype(np.float32) for r in self._grid_rows)
+        self._draw_buf: np.ndarray | None = None
         self._alloc_buffers()
         #: Resample after an update when the effective sample size is low (see
         #: ParticlePosterior); False leaves that to explicit :meth:`resample` calls.
@@ -219,13 +222,29 @@ class OBEEngine(SettingSelection):
             raise ValueError(f"model evaluation over particles failed: {exc}") from exc
 
     def _eval_draws(self, theta: np.ndarray) -> np.ndarray:
-        """Model for each column of ``theta`` at every grid setting: ``(C, n, S)``."""
+        """Model for each column of ``theta`` at every grid setting: ``(C, n, S)``.
+
+        Above DRAW_CHUNK_VALUES model values the draws go to the model in chunks, into a
+        buffer kept between calls: every temporary the model makes then stays small (fresh
+        arrays of ~0.5 MB per call cost page faults that doubled the setting choice at
+        1e4 x 2000 in a running loop)."""
         if self.utility_precision == "single":
             theta = theta.astype(np.float32)
-        params = tuple(row[:, None] for row in theta)
+        n, s = theta.shape[1], self.n_settings
+        per = max(1, DRAW_CHUNK_VALUES // s)
         try:
-            out = self.model(self._grid_rows, params, self.constants)
-            return as_channels(out, (theta.shape[1], self.n_settings), self.n_channels)
+            if n <= per:
+                out = self.model(self._grid_rows, tuple(row[:, None] for row in theta), self.constants)
+                return as_channels(out, (n, s), self.n_channels)
+            shape = (self.n_channels, n, s)
+            buf = self._draw_buf
+            if buf is None or buf.shape != shape or buf.dtype != theta.dtype:
+                buf = self._draw_buf = np.empty(shape, dtype=theta.dtype)
+            for i in range(0, n, per):
+                part = theta[:, i:i + per]
+                out = self.model(self._grid_rows, tuple(row[:, None] for row in part), self.constants)
+                buf[:, i:i + part.shape[1]] = as_channels(out, (part.shape[1], s), self.n_channels)
+            return buf
         except (ValueError, TypeError, IndexError) as exc:
             raise ValueError(f"model evaluation over settings failed: {exc}") from exc
 
