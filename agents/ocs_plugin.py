@@ -20,4 +20,5 @@ agents = {
     "InstrumentAgent": {"module": "agents.instrument.agent", "entry_point": "main"},
     "SimulatedInstrument": {"module": "agents.instrument.simulated", "entry_point": "main"},
     "OBEAgent": {"module": "agents.obe.agent", "entry_point": "main"},
+    "FeedArchiver": {"module": "agents.archive.agent", "entry_point": "main"},
 }
