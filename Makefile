@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test demo install clean bench smbluesky-venv
+.PHONY: test demo install clean bench smbluesky-venv chaos
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,10 @@ bench: $(STAMP)
 	$(PY) bench/obe.py
 	$(PY) bench/access.py
 	PYTHONPATH=. $(PY) bench/archive.py
+
+# hostile input on every surface, router kills and NAT-style cuts (a few minutes; not in `make test`)
+chaos: $(STAMP)
+	$(PY) bench/chaos.py
 
 clean:
 	rm -rf $(VENV) $(IBL_VENV) $(SMB_VENV) *.egg-info .pytest_cache

@@ -11,6 +11,7 @@ privilege check (ocs 0.12 access levels, :mod:`ocs_core.runtime.access`).
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -21,8 +22,9 @@ from twisted.python.failure import Failure
 
 from ocs_core.runtime.access import SUPERUSER_KEY, AccessControl
 from ocs_core.runtime.codes import ERROR, OK, START_AND_WAIT, TIMEOUT, OpCode
-from ocs_core.runtime.params import ParamError, ParamSpec, declared_params, validate_params
+from ocs_core.runtime.params import ParamError, ParamSpec, declared_params, non_finite, validate_params
 from ocs_core.runtime.session import OpSession, no_history
+from ocs_core.runtime.text import brief
 
 log = Logger(namespace="ocs_core.runtime.operations")
 
@@ -148,7 +150,7 @@ class Operations:
             return self.stop(action, op_name, params, password)
         if action == START_AND_WAIT:
             return self.start_and_wait(op_name, params, timeout, password)
-        return _reply(ERROR, f'No implementation for "{op_name}"')
+        return _reply(ERROR, f'No implementation for "{brief(op_name, quote=False)}"')
 
     def authorize(self, op: Operation, action: str, password: Any) -> tuple[int, Reply | None]:
         """The privilege check of every start, stop and abort path.
@@ -170,7 +172,7 @@ class Operations:
         """Start an op (ocs's order: unknown op, in progress, privileges, params)."""
         op = self._ops.get(op_name)
         if op is None:
-            return _reply(ERROR, f'No task or process called "{op_name}"')
+            return _reply(ERROR, f'No task or process called "{brief(op_name, quote=False)}"')
         if op.session is not None and not op.session.done:
             return _reply(ERROR, f'Operation "{op_name}" already in progress.', op.session)
         level, refusal = self.authorize(op, "start", password)
@@ -181,7 +183,7 @@ class Operations:
         except ParamError as exc:
             return _reply(ERROR, str(exc))
         except Exception as exc:  # a check function that raised something else
-            return _reply(ERROR, f"CRASH: during param pre-processing: {exc}")
+            return _reply(ERROR, f"CRASH: during param pre-processing: {brief(str(exc), quote=False)}")
         session = self._launch(op, params, level, defer_start=_reply_first)
         return _reply(OK, f'Started {op.kind} "{op_name}".', session)
 
@@ -192,11 +194,9 @@ class Operations:
         Every check of :meth:`start` applies (unknown op, already running, privileges, params); a bad
         ``timeout`` is refused before anything starts.
         """
-        if timeout is not None:
-            try:
-                timeout = float(timeout)
-            except (TypeError, ValueError):
-                return _reply(ERROR, f"wait timeout must be a number of seconds or null, not {timeout!r}")
+        timeout, refusal = _wait_timeout(timeout)
+        if refusal is not None:
+            return refusal
         reply = self.start(op_name, params, password, _reply_first=False)  # no start reply to send first
         if reply[0] != OK:
             return reply
@@ -205,7 +205,7 @@ class Operations:
     def status(self, op_name: str) -> Reply:
         op = self._ops.get(op_name)
         if op is None:
-            return _reply(ERROR, f'No task or process called "{op_name}"')
+            return _reply(ERROR, f'No task or process called "{brief(op_name, quote=False)}"')
         if op.session is None:
             return _reply(OK, "No session active.")
         return _reply(OK, "Session active.", op.session)
@@ -213,18 +213,16 @@ class Operations:
     def wait(self, op_name: str, timeout: float | None = None) -> Reply | defer.Deferred:
         op = self._ops.get(op_name)
         if op is None:
-            return _reply(ERROR, f'Unknown operation "{op_name}".')
+            return _reply(ERROR, f'Unknown operation "{brief(op_name, quote=False)}".')
         if op.session is None:
             return _reply(OK, "Idle.")
         if op.session.done:
             return self._wait_reply(op)
-        if timeout is not None:
-            try:
-                timeout = float(timeout)
-            except (TypeError, ValueError):
-                return _reply(ERROR, f"wait timeout must be a number of seconds or null, not {timeout!r}")
-            if timeout < 0:
-                return self._wait_reply(op)
+        timeout, refusal = _wait_timeout(timeout)
+        if refusal is not None:
+            return refusal
+        if timeout is not None and timeout < 0:
+            return self._wait_reply(op)
         waiter: defer.Deferred = defer.Deferred()
         op.waiters.append(waiter)
         session = op.session
@@ -251,7 +249,7 @@ class Operations:
         """Stop a Process or abort a Task (ocs's order: unknown, wrong kind, privileges, state)."""
         op = self._ops.get(op_name)
         if op is None:
-            return _reply(ERROR, f'No operation called "{op_name}".')
+            return _reply(ERROR, f'No operation called "{brief(op_name, quote=False)}".')
         if (action == "stop") != (op.kind == "process"):
             return _reply(ERROR, f'Cannot "{action}" "{op_name}" because it is a "{op.kind}".')
         _, refusal = self.authorize(op, action, password)
@@ -274,6 +272,10 @@ class Operations:
 
     # -- running ----------------------------------------------------------------------------
     def _check_params(self, op: Operation, params: Any) -> Any:
+        where = non_finite(params)
+        if where is not None:
+            raise ParamError(f"{where} is not a finite number: NaN and infinities are not JSON "
+                             "and are refused")
         if op.params is not None:
             return validate_params(op.params, params)
         if params is None or params == []:
@@ -376,3 +378,15 @@ def _cancel_timer(result: Any, timer: Any) -> Any:
         timer.cancel()
     return result
 
+
+def _wait_timeout(timeout: Any) -> tuple[float | None, Reply | None]:
+    """A wait's timeout as seconds (None: no limit), or the refusal of a bad one."""
+    if timeout is None:
+        return None, None
+    try:
+        seconds = float(timeout)
+    except (TypeError, ValueError, OverflowError):
+        return None, _reply(ERROR, f"wait timeout must be a number of seconds or null, not {brief(timeout)}")
+    if not math.isfinite(seconds):  # a NaN deadline would corrupt the reactor's timer heap
+        return None, _reply(ERROR, f"wait timeout must be a finite number of seconds or null, not {seconds}")
+    return seconds, None
