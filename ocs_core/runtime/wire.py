@@ -21,11 +21,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ocs_core import _quiet_imports  # noqa: F401  (before autobahn)
-from autobahn.wamp import message
-from autobahn.wamp.exception import ApplicationError, ProtocolError
-from autobahn.wamp.serializer import CBORObjectSerializer, CBORSerializer, JsonSerializer
-from twisted.logger import Logger
+import txaio
+
+txaio.use_twisted()  # before autobahn.wamp: its serializers bind txaio's helpers at import time
+from autobahn.wamp import message  # noqa: E402
+from autobahn.wamp.exception import ApplicationError, ProtocolError  # noqa: E402
+from autobahn.wamp.serializer import CBORObjectSerializer, CBORSerializer, JsonSerializer  # noqa: E402
+from twisted.logger import Logger  # noqa: E402
 
 from ocs_core.runtime.text import brief
 
