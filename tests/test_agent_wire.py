@@ -146,3 +146,21 @@ async def test_heartbeat_and_recorded_feed_with_sequence_numbers(router, faker):
     finally:
         await beats.stop()
         await temps.stop()
+
+
+def test_hostile_ops_calls_get_errors_and_are_not_logged_one_warning_each(router, start_agent):
+    """Each refused call was a WARN line (a TypeError for too many arguments an ERROR with a
+    traceback): a flood of bad calls flooded the agent's log."""
+    from ocs_core.testing import http_call
+
+    agent = start_agent("quiet-faker")
+    ops = "observatory.quiet-faker.ops"
+    before = len(agent.log_text().splitlines())
+    for args in (["status", "acq", None, None, None, 6, 7], [5, None], ["status"]):
+        reply = http_call(router.http_url, ops, *args)
+        assert reply["error"] == "wamp.error.runtime_error", reply
+    assert "ops calls take at most 5 arguments" in str(http_call(router.http_url, ops, *range(7)))
+    assert "error" in http_call(router.http_url, ops, "status", "acq", bogus=1)
+    log = agent.log_text()
+    assert len(log.splitlines()) - before <= 1, log[-2000:]
+    assert "Traceback" not in log

@@ -25,7 +25,7 @@ PACKAGES = ("ocs_core", "agents", "clients")
 SANS_IO = [
     "ocs_core.framing.length_prefixed", "ocs_core.framing.lines",
     "ocs_core.runtime.backoff", "ocs_core.runtime.codes", "ocs_core.runtime.feeds",
-    "ocs_core.runtime.lock", "ocs_core.runtime.params", "ocs_core.runtime.session",
+    "ocs_core.runtime.lock", "ocs_core.runtime.params", "ocs_core.runtime.session", "ocs_core.runtime.text",
     "ocs_core.site.config", "ocs_core.site.args", "ocs_core.router.config",
     "ocs_core.supervisor.child",
     "agents.obe.classic.commands", "agents.obe.newrun",

@@ -10,7 +10,7 @@ import yaml
 from twisted.internet import threads
 
 from clients.ocs_client import OCSClient
-from ocs_core.testing import free_port
+from ocs_core.testing import AgentProcess, free_port, write_site_config
 
 import raw_obe_client as raw
 from sim_instrument_agent import ENV as SIM_ENV
@@ -384,3 +384,19 @@ def test_adaptive_scan_drives_the_real_instrument_agent(router, obe):
         if agent is not None:
             agent.terminate()
         server.terminate()
+
+
+def test_tcp_port_is_served_while_the_router_is_down(tmp_path):
+    """The classic TCP port does not wait for the router (it waited 25 s in one outage test)."""
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text(yaml.safe_dump(RUN))
+    port = free_port()
+    site = write_site_config(tmp_path, free_port(), [{
+        "agent-class": "OBEAgent", "instance-id": "obe-norouter",
+        "arguments": ["--db", str(tmp_path / "obe.sqlite3"), "--tcp-port", str(port),
+                      "--run-config", str(run_file)]}])
+    with AgentProcess("obe-norouter", site, log_path=tmp_path / "obe.out") as agent:
+        assert wait_tcp(port, timeout=15) == "OK", agent.log_text()[-2000:]
+        assert raw.tcpcmd(port, {"command": "newrun"}) == "OK"
+        assert len(raw.tcpcmd(port, {"command": "getmean"})) == 3
+        assert agent.is_running() and "router unreachable" in agent.log_text()

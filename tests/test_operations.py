@@ -165,3 +165,49 @@ def _until(predicate, timeout=5.0):
         if reactor.seconds() > deadline:
             raise AssertionError("condition not met in time")
         yield dsleep(0.01)
+
+
+@pytest.mark.parametrize("params", [{"x": float("nan")}, {"x": [1.0, float("inf")]},
+                                    {"nested": {"deep": [{"v": -float("inf")}]}}])
+def test_non_finite_params_are_refused_before_the_op_starts(params):
+    from twisted.internet.task import Clock
+
+    clock = Clock()
+    ops = Operations(clock)
+    started = []
+
+    @param("x", default=None)
+    @param("nested", default=None)
+    def declared(session, p):
+        started.append(p)
+        return True, "ran"
+
+    ops.register_task("declared", declared, blocking=False)
+    ops.register_task("free", lambda session, p: (started.append(p), (True, "ran"))[1], blocking=False)
+    for name in ("declared", "free"):
+        code, message, _ = ops.start(name, params)
+        assert code != 0 and "is not a finite number" in message and "params[" in message, message
+    clock.advance(1)
+    assert started == []
+    assert ops.start("free", {"x": 1.5})[0] == 0
+    clock.advance(1)
+    assert started == [{"x": 1.5}]
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), -float("inf"), 10**400])
+def test_wait_refuses_a_non_finite_timeout(timeout):
+    """A NaN deadline handed to callLater would break the order of the reactor's timers."""
+    from twisted.internet.task import Clock
+
+    clock = Clock()
+    ops = Operations(clock)
+
+    async def forever(session, params):
+        await defer.Deferred()
+
+    ops.register_process("p", forever, lambda session, params: None, blocking=False)
+    ops.start("p", {})
+    clock.advance(1)
+    code, message, _ = ops.wait("p", timeout)
+    assert code != 0 and "wait timeout must be" in message
+    assert clock.getDelayedCalls() == []

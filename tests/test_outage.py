@@ -8,6 +8,7 @@ per-feed sequence number lets a subscriber detect; no sequence number may ever b
 from __future__ import annotations
 
 import collections
+import time
 
 import pytest
 import pytest_twisted
@@ -132,3 +133,36 @@ async def test_router_restarts_after_5_and_15_seconds(tmp_path):
         finally:
             await subscriber.stop()
             await threads.deferToThread(agent.terminate)
+
+
+def test_reconnect_delays_leave_an_agent_callable_within_a_second():
+    """The retry cap was 3 s plus up to 1 s of jitter: 0.005-3.6 s from router ready to callable."""
+    from ocs_core.runtime.agent_config import AgentConfig
+
+    policy = AgentConfig("x").reconnect_policy()
+    worst = max(policy.delay(n) for n in range(1, 100)) + policy.jitter
+    assert worst <= 0.8  # plus connect, join and two registrations: ~50 ms on loopback
+    retry = policy.retry_policy(uniform=lambda lo, hi: hi)
+    assert retry(1) <= 0.4 and max(retry(n) for n in range(1, 50)) == worst
+
+
+def test_callable_within_a_second_of_the_router_being_ready(tmp_path):
+    instances = [{"agent-class": "FakeDataAgent", "instance-id": "quick-faker"}]
+    with running_router(tmp_path / "r", instances=instances) as rt:
+        agent = rt.agent("quick-faker")
+        try:
+            agent.wait_registered(15)
+            lags = []
+            for _ in range(2):
+                rt.stop()
+                time.sleep(2.0)  # long enough for the retry delay to reach its cap (~1.3 s)
+                rt.start()  # returns once the router is ready (its HTTP bridge has joined)
+                t0 = time.monotonic()
+                while "error" in http_call(rt.http_url, rt.address("quick-faker"), "get_agent_class", timeout=2):
+                    assert time.monotonic() - t0 < 10
+                    time.sleep(0.01)
+                lags.append(time.monotonic() - t0)
+            assert max(lags) <= 1.0, lags
+            assert agent.is_running()
+        finally:
+            agent.terminate()

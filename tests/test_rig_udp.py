@@ -252,3 +252,25 @@ async def test_per_address_send_state_is_released(rigs):
     await within(client.init())
     await within(client.cleanup())
     assert client.transport._locks == {} and client.transport._pending == {}
+
+
+@pytest_twisted.ensureDeferred
+async def test_nan_and_infinity_are_stored_as_null_with_one_log_line(caplog):
+    """iblutil writes NaN/Infinity (not JSON): kept as null, said once, echoed byte for byte."""
+    com = await udp_communicator(name="nan-victim")
+    host, port = com.transport.local_address
+    raw = b'[64, 30, {"t": NaN, "v": [Infinity, -Infinity, 1e999, 2.5]}]'
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        sender.bind(("127.0.0.1", 0))
+        sender.settimeout(DEADLINE)
+        got = com.on_event("EXPINFO")
+        with caplog.at_level(logging.WARNING):
+            sender.sendto(raw, (host, port))
+            msg = await within(got)
+            echo = await within(defer.maybeDeferred(lambda: sender.recv(65535)))
+        assert msg.data == {"t": None, "v": [None, None, None, 2.5]}
+        assert echo == raw  # iblutil confirms by comparing its own bytes
+        lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(lines) == 1 and "4 non-finite number(s)" in lines[0] and "stored as null" in lines[0]
+        assert json.dumps(msg.as_dict(), allow_nan=False)  # what the agent keeps and publishes is JSON
+    com.close()

@@ -273,3 +273,15 @@ def test_agent_endpoint_without_router():
     agent.register_feed("recorded", record=True)
     with pytest.raises(FeedError, match="recorded"):
         agent.publish_to_feed_acked("recorded", {})
+
+
+def test_feed_events_with_non_finite_numbers_are_refused():
+    from agents.rig.feed_format import decode_event
+    from agents.rig.messages import MessageError as _MessageError
+
+    info = {"agent_address": "observatory.rig-x"}
+    good = [{"value": 64, "args": [30, {"t": 1.5}], "rig": "rig-x"}, info]
+    assert decode_event(good).data == {"t": 1.5}
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(_MessageError, match="not a finite number"):
+            decode_event([{"value": 64, "args": [30, {"t": [1, bad]}], "rig": "rig-x"}, info])

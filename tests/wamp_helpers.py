@@ -89,6 +89,7 @@ class CuttableProxy:
         self._listening = None
         self._factory = portforward.ProxyFactory(host, target_port)
         self._protocols: list = []
+        self.silenced: list = []
         self._factory.protocol = self._tracking_protocol()
 
     def _tracking_protocol(self):
@@ -114,6 +115,32 @@ class CuttableProxy:
                 proto.peer.transport.abortConnection()
         self._protocols.clear()
         return defer.maybeDeferred(self._listening.stopListening)
+
+    def nat_cut(self) -> defer.Deferred:
+        """A NAT-style cut: reset the client side of every connection, stop accepting new ones,
+        and leave each router side open and silent (it swallows what the router sends and
+        answers nothing), as when a NAT box forgets the flow: the router keeps the session
+        until its auto-ping times out. :meth:`release_silenced` closes those router sides.
+        """
+        for proto in self._protocols:
+            upstream = proto.peer
+            if upstream is not None and upstream.transport is not None:
+                upstream.transport.unregisterProducer()
+                proto.transport.unregisterProducer()
+                upstream.peer = None  # nothing is forwarded downstream, nor closed with it
+                upstream.dataReceived = lambda data: None
+                self.silenced.append(upstream)
+            proto.peer = None
+            proto.transport.abortConnection()
+        self._protocols.clear()
+        return defer.maybeDeferred(self._listening.stopListening)
+
+    def release_silenced(self) -> None:
+        """Close the router sides left open by :meth:`nat_cut`."""
+        for upstream in self.silenced:
+            if upstream.transport is not None:
+                upstream.transport.abortConnection()
+        self.silenced.clear()
 
     def restore(self) -> None:
         self.listen(self.port)

@@ -24,6 +24,7 @@ from ocs_core.runtime.agent import OCSAgent, init_site_agent
 from ocs_core.framing.lines import Reply
 from ocs_core.runtime.params import PARAMS_ATTR, ParamError, param
 from ocs_core.runtime.session import OpSession
+from ocs_core.runtime.text import brief
 from ocs_core.runtime.timing import dsleep
 
 FEED = "instrument"
@@ -171,7 +172,7 @@ class InstrumentAgent:
             self._set_problem("poll", f"poll {cmd} failed: {reply.data}")
             return False
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self._set_problem("poll", f"poll {cmd} failed: reply {reply.data!r} is not a number")
+            self._set_problem("poll", f"poll {cmd} failed: reply {brief(reply.data)} is not a number")
             return False
         now = time.time()
         self.agent.publish_to_feed(FEED, {"block_name": BLOCK, "timestamp": now, "data": {"value": value}})

@@ -14,6 +14,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from ocs_core.runtime.text import brief
+
 _MARK = "_instrument_command"
 
 
@@ -77,7 +79,7 @@ class CommandSpec:
             try:
                 out.append(p.convert(raw))
             except (TypeError, ValueError):
-                raise CommandError(f"argument {p.name} must be {_ARTICLE[p.type_name]}, got {raw!r}") from None
+                raise CommandError(f"argument {p.name} must be {_ARTICLE[p.type_name]}, got {brief(raw)}") from None
         return out
 
 

@@ -12,7 +12,10 @@ Subclass it, mark methods with :func:`~agents.instrument.commands.command`, and 
             return self.dev.move(position)
 
 Each connection's commands run one at a time and are answered in order; hardware commands of all
-connections are serialised by one lock; every command has a deadline. The runner is in
+connections are serialised by one lock; every command has a deadline. A client that does not read
+its replies is not buffered for: past ``InstrumentServer.soft_limit`` unsent bytes its connection
+stops being served and read until they are sent, past ``hard_limit`` it is dropped
+(:class:`~ocs_core.runtime.backpressure.ReplyBackpressure`). The runner is in
 :mod:`agents.instrument.runner`; the wire format in :mod:`ocs_core.framing.lines`.
 """
 from __future__ import annotations
@@ -30,6 +33,8 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from agents.instrument.commands import CommandError, CommandSpec, collect, command, format_result, make_spec
+from ocs_core.runtime.backpressure import HARD_LIMIT, SOFT_LIMIT, ReplyBackpressure
+from ocs_core.runtime.text import brief
 from ocs_core.framing.lines import (DEFAULT_MAX_REPLY, DEFAULT_MAX_REQUEST, FramingError, RequestParser,
                                     encode_error, encode_ok)
 
@@ -61,6 +66,10 @@ class InstrumentServer:
     max_pending: int = 32
     """Queued commands per connection before reading from it pauses (TCP back-pressure)."""
     max_reply: int = DEFAULT_MAX_REPLY
+    soft_limit: int = SOFT_LIMIT
+    """Unsent reply bytes per connection past which it stops being served and read."""
+    hard_limit: int = HARD_LIMIT
+    """Unsent reply bytes per connection past which it is dropped."""
     stop_grace: float = 1.0
     """Seconds :meth:`stop` waits for a running hardware call before giving up on disconnecting."""
 
@@ -185,8 +194,8 @@ class InstrumentServer:
         name = event.command
         spec = self._commands.get(name)
         if spec is None:
-            self.log.warn("{peer}: unknown command {cmd!r}", peer=peer, cmd=name)
-            return defer.succeed(encode_error(f"unknown command {name!r}; send command_list for the known ones"))
+            self.log.warn("{peer}: unknown command {cmd}", peer=peer, cmd=brief(name))
+            return defer.succeed(encode_error(f"unknown command {brief(name)}; send command_list for the known ones"))
         try:
             args = spec.bind(event.args)
         except CommandError as exc:
@@ -226,7 +235,7 @@ class InstrumentServer:
             return encode_error(f"{name}: {failure.value}")
         exc = failure.value
         self.log.debug("{name} raised:\n{tb}", name=name, tb=failure.getTraceback())
-        return encode_error(f"{name}: {type(exc).__name__}: {exc}")
+        return encode_error(f"{name}: {type(exc).__name__}: {brief(str(exc), 300, quote=False)}")
 
     def _call_hardware(self, func: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
         """Run ``func`` in a worker thread once the hardware lock is ours.
@@ -295,7 +304,7 @@ class InstrumentServer:
     def _cmd_help(self, name: str = "") -> list[str]:
         """Usage and description of one command, or of all (one per field)."""
         if name and name not in self._commands:
-            raise CommandError(f"unknown command {name!r}")
+            raise CommandError(f"unknown command {brief(name)}")
         names = [name] if name else sorted(self._commands)
         specs = [self._commands[n] for n in names]
         return [f"{spec.usage()}: {spec.help}" if spec.help else spec.usage() for spec in specs]
@@ -314,46 +323,63 @@ class _LineProtocol(Protocol):
         self.open = False
         self.peer = "?"
         self.closed: defer.Deferred[None] = defer.Deferred()
+        self.backpressure: ReplyBackpressure | None = None
 
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()
         self.peer = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
         self.open = True
+        self.backpressure = ReplyBackpressure(self.transport, self._pump, soft_limit=self.server.soft_limit,
+                                              hard_limit=self.server.hard_limit, describe=lambda: self.peer)
         self.server._connections.add(self)
         self.server.log.info("{name}: connection from {peer}", name=self.server.name, peer=self.peer)
 
     def dataReceived(self, data: bytes) -> None:
         self.queue.extend(self.parser.feed(data))
-        if len(self.queue) >= self.server.max_pending and not self.paused:
-            self.paused = True
-            self.transport.pauseProducing()
         self._pump()
+
+    def _blocked(self) -> bool:
+        return self.backpressure is not None and self.backpressure.blocked
 
     def _pump(self) -> None:
         if self.pumping:
             return
         self.pumping = True
         try:
-            while self.open and not self.busy and self.queue:
+            while self.open and not self.busy and self.queue and not self._blocked():
                 self.busy = True
                 self.server.execute(self.queue.popleft(), self.peer).addCallback(self._reply)
         finally:
             self.pumping = False
+        self._flow_control()
+
+    def _flow_control(self) -> None:
+        """Read while the queue has room and the replies are being read."""
+        if not self.open:
+            return
+        if not self.paused and (len(self.queue) >= self.server.max_pending or self._blocked()):
+            self.paused = True
+            self.transport.pauseProducing()
+        elif self.paused and len(self.queue) < self.server.max_pending // 2 and not self._blocked():
+            self.paused = False
+            self.transport.resumeProducing()
 
     def _reply(self, line: bytes) -> None:
         self.busy = False
         if not self.open:
             return
-        self.transport.write(line)
-        if self.paused and len(self.queue) < self.server.max_pending // 2:
-            self.paused = False
-            self.transport.resumeProducing()
+        if self.backpressure is not None:
+            self.backpressure.write(line)
+        else:
+            self.transport.write(line)
         self._pump()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.open = False
         dropped = len(self.queue)
         self.queue.clear()
+        if self.backpressure is not None:
+            self.backpressure.release()
         self.server._connections.discard(self)
         self.server.log.info("{name}: {peer} disconnected{extra}", name=self.server.name, peer=self.peer,
                              extra=f" ({dropped} queued command(s) dropped)" if dropped else "")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from ocs_core.runtime.params import ParamError, ParamSpec
+from ocs_core.runtime.text import brief
 
 __all__ = ["Arg", "Signature", "parse_usage", "parse_command_specs", "parse_help", "decode_value",
            "KNOWN_USAGES", "DEFAULT_COMMANDS", "RESERVED"]
@@ -139,11 +140,11 @@ def _text(name: str, value: Any) -> str:
         return "1" if value else "0"
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ParamError(f"Param '{name}'={value!r} is not a finite number")
+            raise ParamError(f"Param '{name}'={brief(value)} is not a finite number")
         return repr(value)
     if isinstance(value, (int, str)):
         return str(value)
-    raise ParamError(f"Param '{name}'={value!r} must be a number, string or boolean")
+    raise ParamError(f"Param '{name}'={brief(value)} must be a number, string or boolean")
 
 
 def parse_usage(text: str) -> Signature:

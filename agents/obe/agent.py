@@ -79,15 +79,25 @@ class OBEAgent:
         service.on_update = self._publish
 
     def register(self, *, serve_tcp: bool = True) -> None:
-        """Register every Task and Process (``serve_tcp`` starts at startup if asked)."""
+        """Register every Task and Process; ``serve_tcp`` starts with the reactor if asked.
+
+        The TCP port does not depend on the router: it is served from the moment the agent runs,
+        whether or not the router is there yet (a startup op would wait for the first join).
+        """
         a = self.agent
         for name in ("newrun", "newdat", "optset", "goodset", "getmean", "getstd", "getcov",
                      "getwgt", "getpar", "getset", "getcon", "runs", "run_info", "measurements"):
             a.register_task(name, getattr(self, name))
         a.register_task("ready", self.ready, blocking=False)
-        a.register_process("serve_tcp", self.serve_tcp, self._stop_tcp, blocking=False,
-                           startup=serve_tcp)
+        a.register_process("serve_tcp", self.serve_tcp, self._stop_tcp, blocking=False)
         a.register_process("adaptive_scan", self.adaptive_scan, self._stop_scan, blocking=False)
+        if serve_tcp:
+            a.reactor.callWhenRunning(self._start_tcp)
+
+    def _start_tcp(self) -> None:
+        reply = self.agent.operations.start("serve_tcp", {})
+        if reply[0] != 0:
+            log.error("serve_tcp did not start: {msg}", msg=reply[1])
 
     # ------------------------------------------------------------------ feed
     def _publish(self, update: dict) -> None:

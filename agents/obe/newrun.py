@@ -24,6 +24,8 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
+from ocs_core.runtime.text import brief
+
 __all__ = ["NewrunHandler", "default_newrun_handler", "load_run_config", "load_handler",
            "LEGACY_AXIS_KEYS"]
 
@@ -40,11 +42,11 @@ def _legacy_axis(message: Mapping[str, Any], base: Mapping[str, Any] | None) -> 
     lo, hi, steps = (message[k] for k in LEGACY_AXIS_KEYS)
     for name, v in (("lolim", lo), ("hilim", hi)):
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ValueError(f"{name} must be a number, got {v!r}")
+            raise ValueError(f"{name} must be a number, got {brief(v)}")
     if isinstance(steps, float) and steps.is_integer():
         steps = int(steps)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {message['steps']!r}")
+        raise ValueError(f"steps must be a positive integer, got {brief(message['steps'])}")
     settings = (base or {}).get("settings") if "settings" not in message else message["settings"]
     if isinstance(settings, list) and settings and all(isinstance(a, (list, dict)) for a in settings) \
             and len(settings) != 1:

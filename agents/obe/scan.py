@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from ocs_core.runtime.codes import OK, TIMEOUT
+from ocs_core.runtime.text import brief
 
 __all__ = ["ScanError", "ScanPlan", "measure_params", "parse_measurement", "run_scan"]
 
@@ -76,7 +77,7 @@ def parse_measurement(plan: ScanPlan, reply: Any) -> tuple[Any, float | list]:
     try:
         code, message, session = reply
     except (TypeError, ValueError):
-        raise ScanError(f"unexpected reply {reply!r}") from None
+        raise ScanError(f"unexpected reply {brief(reply)}") from None
     if code == TIMEOUT:
         raise ScanError(f"no result within {plan.measure_timeout:g} s")
     if code != OK:
@@ -89,16 +90,16 @@ def parse_measurement(plan: ScanPlan, reply: Any) -> tuple[Any, float | list]:
         raise ScanError(f"the Task failed: {last}")
     data = session.get("data") or {}
     if not isinstance(data, dict) or plan.value_key not in data:
-        raise ScanError(f"the Task's session data has no {plan.value_key!r} (got {data!r:.200})")
+        raise ScanError(f"the Task's session data has no {plan.value_key!r} (got {brief(data, 200)})")
     value = data[plan.value_key]
     if not (_finite(value) or (isinstance(value, list) and value and all(map(_finite, value)))):
-        raise ScanError(f"{plan.value_key!r} = {value!r} is not a finite number")
+        raise ScanError(f"{plan.value_key!r} = {brief(value)} is not a finite number")
     sigma = plan.sigma if plan.sigma is not None else data.get(plan.sigma_key)
     if sigma is None:
         raise ScanError(f"no sigma: pass sigma= or have the instrument report data[{plan.sigma_key!r}]")
     sig_list = sigma if isinstance(sigma, list) else [sigma]
     if not sig_list or not all(_finite(s) and s > 0 for s in sig_list):
-        raise ScanError(f"sigma {sigma!r} is not a positive number")
+        raise ScanError(f"sigma {brief(sigma)} is not a positive number")
     return value, sigma
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from agents.obe.engine.obe_engine import OBEEngine, ZeroLikelihoodError
 from agents.obe.newrun import NewrunHandler, default_newrun_handler
 from agents.obe.run_store import RunStore
+from ocs_core.runtime.text import brief
 
 __all__ = ["OBEService", "NoRunError", "DEFAULT_SNAPSHOT_EVERY", "DEFAULT_MAX_ITEMS"]
 
@@ -47,10 +48,10 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple, np.ndarray)):
         return [_plain(v) for v in value]
     if isinstance(value, bool):
-        raise ValueError(f"expected a number, got {value!r}")
+        raise ValueError(f"expected a number, got {brief(value)}")
     if isinstance(value, (int, float, np.integer, np.floating)):
         return float(value)
-    raise ValueError(f"expected a number or a list of numbers, got {value!r}")
+    raise ValueError(f"expected a number or a list of numbers, got {brief(value)}")
 
 
 def _record(item: Any, i: int) -> tuple[Any, Any, Any]:
@@ -63,7 +64,7 @@ def _record(item: Any, i: int) -> tuple[Any, Any, Any]:
     elif isinstance(item, (list, tuple)) and len(item) == 3:
         x, y, s = item
     else:
-        raise ValueError(f"record {i} must be {{x, y, s}} or [x, y, s], got {item!r}")
+        raise ValueError(f"record {i} must be {{x, y, s}} or [x, y, s], got {brief(item)}")
     try:
         x = _plain(x)
         return (x if isinstance(x, list) else [x]), _plain(y), _plain(s)
@@ -297,7 +298,7 @@ class OBEService:
         """``{kind: value, "parameters", "n_measurements", "run_id"}`` for mean, std or cov."""
         getters = {"mean": self.getmean, "std": self.getstd, "cov": self.getcov}
         if kind not in getters:
-            raise ValueError(f"unknown statistic {kind!r}")
+            raise ValueError(f"unknown statistic {brief(kind)}")
         with self._lock:
             value = getters[kind]()
             e = self._require()
@@ -330,7 +331,7 @@ class OBEService:
             elif what == "settings":
                 arr = e.settings_grid
             else:
-                raise ValueError(f"unknown view {what!r}")
+                raise ValueError(f"unknown view {brief(what)}")
             rows, total = arr.shape
             cols = max(1, max_items // rows)
             part = np.array(arr[:, offset:offset + cols])

@@ -14,6 +14,7 @@ from twisted.internet import defer
 
 from agents.rig.events import ExpMessage, ExpStatus
 from agents.rig.messages import MessageError, RemoteError, RigMessage, make_message
+from ocs_core.runtime.text import brief
 
 __all__ = ["RigTransport", "Communicator", "Callback"]
 
@@ -169,7 +170,7 @@ class Communicator:
         """
         if not isinstance(message, RigMessage):
             if not isinstance(message, (list, tuple)) or not message:
-                raise MessageError(f"expected a RigMessage or [event, ...], got {message!r}")
+                raise MessageError(f"expected a RigMessage or [event, ...], got {brief(message)}")
             message = make_message(message[0], *message[1:])
         return self.transport.send(message, addr)
 

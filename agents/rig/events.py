@@ -13,6 +13,8 @@ import operator
 import re
 from typing import Any, Mapping
 
+from ocs_core.runtime.text import brief
+
 __all__ = [
     "PROTOCOL_VERSION",
     "ExpMessage",
@@ -75,17 +77,17 @@ class ExpMessage(enum.IntFlag, boundary=enum.STRICT):
             value = event
         elif isinstance(event, bool) or not isinstance(event, (str, int)):
             raise TypeError(
-                f"event must be a str, int or ExpMessage, not {type(event).__name__} ({event!r})"
+                f"event must be a str, int or ExpMessage, not {type(event).__name__} ({brief(event)})"
             )
         elif isinstance(event, str):
             names = [part.strip().upper() for part in event.split("|")]
             if not all(name in ExpMessage.__members__ for name in names):
-                raise ValueError(f"unrecognised event {event!r}; choices: {choices}")
+                raise ValueError(f"unrecognised event {brief(event)}; choices: {choices}")
             value = functools.reduce(operator.or_, (ExpMessage[name] for name in names))
         else:
             if not 0 < event <= int(ExpMessage.any()):
                 raise ValueError(
-                    f"unrecognised event {event!r}; values are 1..{int(ExpMessage.any())}"
+                    f"unrecognised event {brief(event)}; values are 1..{int(ExpMessage.any())}"
                     f" made of the bits of {choices}"
                 )
             value = ExpMessage(event)
@@ -124,7 +126,7 @@ def validate_status(status: "ExpStatus | int | str") -> ExpStatus:
             return ExpStatus[status.strip().upper()]
         return ExpStatus(status)
     except (KeyError, ValueError):
-        raise ValueError(f"unrecognised status {status!r}; choices: {choices}") from None
+        raise ValueError(f"unrecognised status {brief(status)}; choices: {choices}") from None
 
 
 _EXP_REF = re.compile(r"^(\d{4}-\d{2}-\d{2})_(\d+)_([A-Za-z0-9][A-Za-z0-9_.-]*)$")
@@ -149,17 +151,17 @@ def validate_exp_ref(exp_ref: "str | Mapping[str, Any]") -> str:
     if isinstance(exp_ref, Mapping):
         missing = {"date", "sequence", "subject"} - set(exp_ref)
         if missing:
-            raise ValueError(f"exp_ref mapping lacks keys {sorted(missing)}: {dict(exp_ref)!r}")
+            raise ValueError(f"exp_ref mapping lacks keys {sorted(missing)}: {brief(dict(exp_ref))}")
         try:
             sequence = int(exp_ref["sequence"])
         except (TypeError, ValueError):
-            raise ValueError(f"exp_ref sequence must be an integer, got {exp_ref['sequence']!r}") from None
+            raise ValueError(f"exp_ref sequence must be an integer, got {brief(exp_ref['sequence'])}") from None
         exp_ref = f"{exp_ref['date']}_{sequence}_{exp_ref['subject']}"
     if not isinstance(exp_ref, str):
         raise TypeError(f"exp_ref must be a str like '2022-01-01_1_subject', not {type(exp_ref).__name__}")
     match = _EXP_REF.match(exp_ref) if len(exp_ref) <= _MAX_EXP_REF else None
     if not match:
-        raise ValueError(f"exp_ref {exp_ref[:80]!r} is not of the form yyyy-mm-dd_n_subject")
+        raise ValueError(f"exp_ref {brief(exp_ref, 80)} is not of the form yyyy-mm-dd_n_subject")
     try:
         datetime.date.fromisoformat(match.group(1))
     except ValueError:

@@ -20,6 +20,8 @@ from typing import Any, Iterable, Mapping, Optional, Union
 
 from agents.rig.events import PROTOCOL_VERSION
 from agents.rig.messages import MessageError, RemoteError, RigMessage, make_message
+from ocs_core.runtime.params import non_finite
+from ocs_core.runtime.text import brief
 
 __all__ = [
     "FEED_NAME",
@@ -42,7 +44,7 @@ _MAX_ARGS = 3  # no protocol 1.0.0 message has more elements after the event
 
 def _check_part(name: str, value: str) -> None:
     if not isinstance(value, str) or not value or "." in value or any(c.isspace() for c in value):
-        raise ValueError(f"{name} must be a non-empty URI component without '.' or spaces, got {value!r}")
+        raise ValueError(f"{name} must be a non-empty URI component without '.' or spaces, got {brief(value)}")
 
 
 def rig_topic(address_root: str, instance_id: Optional[str] = None, feed: str = FEED_NAME) -> str:
@@ -129,9 +131,12 @@ def decode_event(event: Any) -> Union[RigMessage, RemoteError]:
     payload, info = _split(event)
     value, args = payload.get("value"), payload.get("args")
     if isinstance(value, bool) or not isinstance(value, int):
-        raise MessageError(f"payload 'value' must be the integer event, got {value!r:.60}")
+        raise MessageError(f"payload 'value' must be the integer event, got {brief(value, 60)}")
     if not isinstance(args, list) or len(args) > _MAX_ARGS:
-        raise MessageError(f"payload 'args' must be a list of at most {_MAX_ARGS} elements, got {args!r:.80}")
+        raise MessageError(f"payload 'args' must be a list of at most {_MAX_ARGS} elements, got {brief(args, 80)}")
+    where = non_finite(args, "args")
+    if where is not None:
+        raise MessageError(f"payload {where} is not a finite number (NaN and infinities are not JSON)")
     publisher = info.get("agent_address") or payload.get("rig")
     if value == 0:
         if len(args) != 2 or not isinstance(args[0], str) or isinstance(args[1], bool) \

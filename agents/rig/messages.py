@@ -20,10 +20,12 @@ error report    ``[0, "ExcType: message", event]``
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from agents.rig.events import ExpMessage, ExpStatus, validate_exp_ref, validate_status
+from ocs_core.runtime.text import brief
 
 __all__ = [
     "MAX_DATAGRAM",
@@ -166,25 +168,48 @@ def encode(message: RigMessage | RemoteError, max_size: int = MAX_DATAGRAM) -> b
     return raw
 
 
-def decode(datagram: bytes, source: Any = None, max_size: int = MAX_DATAGRAM) -> RigMessage | RemoteError:
+class _NonFinite(ValueError):
+    pass
+
+
+def decode(datagram: bytes, source: Any = None, max_size: int = MAX_DATAGRAM,
+           non_finite: list[str] | None = None) -> RigMessage | RemoteError:
     """Parse and check one datagram.
+
+    ``NaN``, ``Infinity`` and ``-Infinity`` are not JSON, but Python's ``json`` (and so iblutil)
+    writes and reads them. By default they are refused; with a ``non_finite`` list, each one
+    (and each number too large for a float) becomes ``None`` in the message and its token is
+    appended to the list, so that the caller can say so.
 
     Raises:
         MessageError: the datagram is too large, not UTF-8 JSON, not an array with an integer
             event first, names an unknown event, has the wrong shape for protocol 1.0.0, or
-            carries a bad exp_ref or status.
+            carries a bad exp_ref or status (or a non-finite number, without ``non_finite``).
     """
     if len(datagram) > max_size:
         raise MessageError(f"datagram of {len(datagram)} bytes exceeds the {max_size} byte limit")
+
+    def constant(token: str) -> None:
+        if non_finite is None:
+            raise _NonFinite(token)
+        non_finite.append(token)
+        return None
+
+    def number(text: str) -> float | None:
+        value = float(text)
+        return value if math.isfinite(value) else constant(text if len(text) <= 40 else text[:40] + "...")
+
     try:
-        value = json.loads(datagram.decode("utf-8"))
+        value = json.loads(datagram.decode("utf-8"), parse_constant=constant, parse_float=number)
+    except _NonFinite as exc:
+        raise MessageError(f"non-finite number {exc} is not JSON") from None
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise MessageError(f"not JSON: {bytes(datagram[:40])!r}") from None
     if not isinstance(value, list) or not value:
         raise MessageError(f"expected a JSON array [event, ...], got {type(value).__name__}")
     head, *args = value
     if isinstance(head, bool) or not isinstance(head, int):
-        raise MessageError(f"expected an integer event first, got {head!r}")
+        raise MessageError(f"expected an integer event first, got {brief(head)}")
     if head == 0:
         if len(args) != 2 or not isinstance(args[0], str) or not isinstance(args[1], int):
             raise MessageError("error report must be [0, \"ExcType: message\", event]")

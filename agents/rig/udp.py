@@ -5,7 +5,9 @@ message sends the identical bytes straight back as confirmation; the sender's ``
 fires when that echo arrives and fails with TimeoutError when it does not come in
 ``echo_timeout`` seconds. Error reports (event 0) are not echoed. Messages to one address are
 sent one at a time: the next waits for the previous echo. Invalid datagrams are dropped with
-one error line in the log and no echo.
+one error line in the log and no echo. ``NaN`` and ``Infinity`` (not JSON, but iblutil sends
+them) become null in the message we keep, with one warning line; the echo stays the datagram
+itself, byte for byte, since that is how iblutil recognises its confirmation.
 """
 from __future__ import annotations
 
@@ -180,11 +182,16 @@ class UDPTransport(DatagramProtocol):
             self.logger.debug("echo received from udp://%s", _fmt(addr))
             pending[1].callback(None)
             return
+        non_finite: list[str] = []
         try:
-            message = decode(datagram, source=addr, max_size=self.max_size)
+            message = decode(datagram, source=addr, max_size=self.max_size, non_finite=non_finite)
         except MessageError as exc:
             self.logger.error("rejected datagram from udp://%s: %s", _fmt(addr), exc)
             return
+        if non_finite:  # iblutil writes NaN and Infinity (Python's json does): kept as null
+            shown = ", ".join(sorted(set(non_finite)))
+            self.logger.warning("datagram from udp://%s held %d non-finite number(s) (%s), not JSON: "
+                                "stored as null", _fmt(addr), len(non_finite), shown)
         if isinstance(message, RigMessage):
             self._write(datagram, addr).addErrback(
                 lambda f: self.logger.error("echo to udp://%s failed: %s", _fmt(addr), f.value)

@@ -234,7 +234,8 @@ def parse_request_line(line: bytes) -> RequestEvent:
     command, *args = text.split("\t")
     command = command.strip()
     if not command:
-        return FramingError(f"request {text!r} has no command name before its first tab")
+        shown = text if len(text) <= 60 else text[:60] + "..."
+        return FramingError(f"request {shown!r} has no command name before its first tab")
     return Request(command, tuple(args))
 
 

@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 
 from ocs_core.site.config import HubConfig, SiteConfigError
 
-__all__ = ["AGENT_ROLE", "CONTROLLER_ROLE", "WS_OPTIONS", "MAX_MESSAGE_SIZE", "MAX_HTTP_BODY",
-           "Endpoint", "hub_endpoint", "render_config"]
+__all__ = ["AGENT_ROLE", "CONTROLLER_ROLE", "WS_OPTIONS", "WS_SERIALIZERS", "MAX_MESSAGE_SIZE",
+           "MAX_HTTP_BODY", "Endpoint", "hub_endpoint", "render_config"]
 
 AGENT_ROLE = "agent"
 CONTROLLER_ROLE = "controller"
@@ -40,6 +40,12 @@ WS_OPTIONS: dict[str, int] = {
     "max_message_size": MAX_MESSAGE_SIZE,
     "max_frame_size": MAX_MESSAGE_SIZE,
 }
+#: WAMP serializers the websocket transport offers: CBOR (what our agents, and autobahn's clients,
+#: ocs 0.12 included, choose first) and JSON (browsers, anything else). crossbar's default adds
+#: MsgPack, whose decoder accepts 1,024 levels of nesting whatever the recursion limit (deep
+#: enough to overflow ``cbor2.dumps`` on a small stack), UBJSON (a pure-Python decoder here) and
+#: FlatBuffers; nothing of ours needs them (docs/security.md, "Hostile messages").
+WS_SERIALIZERS = ("cbor", "json")
 _PATH = re.compile(r"^[a-zA-Z0-9_\-]+$")
 _LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
 
@@ -142,6 +148,7 @@ def render_config(hub: HubConfig, endpoint: Endpoint | None = None,
             "type": "websocket",
             "auth": {"anonymous": {"type": "static", "role": AGENT_ROLE}},
             "options": dict(WS_OPTIONS),
+            "serializers": list(WS_SERIALIZERS),
         },
         ep.http_path: {
             "type": "caller",

@@ -40,6 +40,10 @@ PID_FILE = "router.pid"
 CONFIG_FILE = "config.json"
 LOG_FILE = "crossbar.log"
 WORKER_WRAPPER = "python-worker"
+#: Smallest stack the router worker runs with (KiB). cbor2 encodes nested containers by C
+#: recursion with no limit of its own: ~7,000 levels overflow 8 MB, ~800 levels overflow 1 MB,
+#: and the decoders of the router let through up to 1,024 (docs/security.md, "Hostile messages").
+WORKER_STACK_KB = 8192
 _POLL = 0.05
 # Loopback probes must not go through an HTTP proxy from the environment.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -203,6 +207,11 @@ class Router:
             "#!/bin/sh\n"
             "# crossbar runs its worker as: <this> -u -m crossbar.worker.main ARGS;\n"
             "# run it through ocs_core.router._crossbar_worker (quiet imports) instead.\n"
+            f"# cbor2 encodes nesting by C recursion: give it a stack of at least {WORKER_STACK_KB // 1024} MB.\n"
+            'stack=$(ulimit -S -s)\n'
+            f'if [ "$stack" != unlimited ] && [ "$stack" -lt {WORKER_STACK_KB} ]; then\n'
+            f"    ulimit -S -s {WORKER_STACK_KB} 2>/dev/null || true\n"
+            "fi\n"
             'if [ "$1" = "-u" ] && [ "$2" = "-m" ] && [ "$3" = "crossbar.worker.main" ]; then\n'
             "    shift 3\n"
             f'    exec {shlex.quote(sys.executable)} -u -m ocs_core.router._crossbar_worker "$@"\n'

@@ -28,19 +28,21 @@ from twisted.logger import Logger
 from twisted.python import threadable
 
 from ocs_core.runtime.agent_config import AgentConfig
-from ocs_core.runtime.backoff import BackoffPolicy
 from ocs_core.runtime.feeds import Feed, FeedError
 from ocs_core.runtime.logs import start_logging
 from ocs_core.runtime.operations import OpFunc, Operation, Operations
+from ocs_core.runtime.rejoin import ALREADY_EXISTS, LiveHolder, register_all
 from ocs_core.runtime.session import OpSession
+from ocs_core.runtime.text import brief
+from ocs_core.runtime.wire import GuardedSession, agent_serializers
 
 log = Logger(namespace="ocs_core.runtime.agent")
 
 RUNTIME_ERROR = "wamp.error.runtime_error"
 
 
-class _Session(ApplicationSession):
-    """The WAMP session; it hands every event to its agent."""
+class _Session(GuardedSession, ApplicationSession):
+    """The WAMP session; it hands every event to its agent (and answers undecodable messages)."""
 
     def __init__(self, config: ComponentConfig, agent: OCSAgent) -> None:
         super().__init__(config)
@@ -177,11 +179,12 @@ class OCSAgent:
         """Start connecting (and reconnecting) to the router."""
         url = self.config.wamp_server
         factory = WampWebSocketClientFactory(
-            lambda: _Session(ComponentConfig(realm=self.config.realm), self), url=url)
+            lambda: _Session(ComponentConfig(realm=self.config.realm), self), url=url,
+            serializers=agent_serializers())
         factory.setProtocolOptions(autoPingInterval=10, autoPingTimeout=5)
         host, port = factory.host, factory.port
         endpoint = clientFromString(self.reactor, f"tcp:host={host}:port={port}:timeout=5")
-        policy = BackoffPolicy(initial=0.25, factor=1.5, maximum=self.config.max_retry_delay, jitter=1.0)
+        policy = self.config.reconnect_policy()
         self._service = ClientService(endpoint, factory, retryPolicy=policy.retry_policy(), clock=self.reactor)
         self._service.startService()
         d = self._service.whenConnected(failAfterFailures=1)
@@ -195,14 +198,20 @@ class OCSAgent:
 
     async def _on_join(self, session: _Session) -> None:
         addr = self.agent_address
+        self._cancel_giveup()  # the router is there; a registration still held is waited out
         try:
-            await session.register(self._ops_rpc, f"{addr}.ops")
-            await session.register(self._management_rpc, addr)
+            registered = await register_all(
+                session, self.reactor, addr, [(f"{addr}.ops", self._ops_rpc), (addr, self._management_rpc)],
+                first=not self._joined_once, still_wanted=lambda: not self._shutting_down)
+        except LiveHolder:
+            self._fatal_registration(ApplicationError(ALREADY_EXISTS))
+            return
         except ApplicationError as exc:
             self._fatal_registration(exc)
             return
+        if not registered:  # the session went away while a stale registration was waited out
+            return
         self._session = session
-        self._cancel_giveup()
         for handler, topic, options in self._subscriptions:
             self._subscribe_one(session, handler, topic, options)
         if not self._beat.running:
@@ -222,7 +231,7 @@ class OCSAgent:
 
     def _fatal_registration(self, exc: ApplicationError) -> None:
         addr = self.agent_address
-        if exc.error == "wamp.error.procedure_already_exists":
+        if exc.error == ALREADY_EXISTS:
             why = (f"instance-id {self.config.instance_id!r} is already running on this router "
                    f"({addr} is registered)")
         elif exc.error == "wamp.error.not_authorized":
@@ -317,13 +326,17 @@ class OCSAgent:
         return [[f.name, f.feed_info()] for f in feeds]
 
     def _ops_rpc(self, action: str | None = None, op_name: str | None = None, params: Any = None,
-                 timeout: Any = None, password: Any = None, **unexpected: Any) -> Any:
+                 timeout: Any = None, password: Any = None, *extra: Any, **unexpected: Any) -> Any:
+        if extra:
+            raise ApplicationError(RUNTIME_ERROR, f"ops calls take at most 5 arguments (action, op_name, "
+                                   f"params, timeout, password), got {5 + len(extra)}")
         if unexpected:
-            raise ApplicationError(RUNTIME_ERROR, f"unexpected keyword argument(s) {sorted(unexpected)}; "
+            raise ApplicationError(RUNTIME_ERROR, f"unexpected keyword argument(s) {brief(sorted(unexpected))}; "
                                    "ops calls take action, op_name, params, timeout, password")
         if not isinstance(action, str) or not isinstance(op_name, str):
             raise ApplicationError(RUNTIME_ERROR, "ops calls need two string arguments: action "
-                                   f"(start, status, wait, stop, abort) and op_name; got {action!r}, {op_name!r}")
+                                   f"(start, status, wait, stop, abort) and op_name; got {brief(action)}, "
+                                   f"{brief(op_name)}")
         return self.operations.dispatch(action, op_name, params, timeout)
 
     # -- feeds over the wire ----------------------------------------------------------------

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ocs_core.runtime.backoff import BackoffPolicy
+
 __all__ = ["AgentConfig"]
 
 
@@ -19,7 +21,15 @@ class AgentConfig:
     crossbar_timeout: float = 0.0  #: seconds without the router before giving up; 0 = never
     replay_delay: float = 1.0  #: seconds after a rejoin before queued feed events are replayed
     heartbeat_period: float = 1.0
-    max_retry_delay: float = 3.0
+    #: Reconnect delays cap at this plus up to ``retry_jitter``: an agent is callable again within
+    #: ~1 s of the router being back (attempts to a dead router on loopback cost nothing).
+    max_retry_delay: float = 0.5
+    retry_jitter: float = 0.25
+
+    def reconnect_policy(self) -> BackoffPolicy:
+        """The delays between attempts to reach the router (0.1 s, growing to the cap, plus jitter)."""
+        return BackoffPolicy(initial=min(0.1, self.max_retry_delay), factor=1.5,
+                             maximum=self.max_retry_delay, jitter=self.retry_jitter)
 
     @property
     def address(self) -> str:

@@ -8,6 +8,7 @@ or coroutines. Every call into this module comes from the reactor thread.
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -17,8 +18,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ocs_core.runtime.codes import ERROR, OK, TIMEOUT, OpCode
-from ocs_core.runtime.params import ParamError, ParamSpec, declared_params, validate_params
+from ocs_core.runtime.params import ParamError, ParamSpec, declared_params, non_finite, validate_params
 from ocs_core.runtime.session import OpSession, no_history
+from ocs_core.runtime.text import brief
 
 log = Logger(namespace="ocs_core.runtime.operations")
 
@@ -134,12 +136,12 @@ class Operations:
             return self.wait(op_name, timeout)
         if action in ("stop", "abort"):
             return self.stop(action, op_name, params)
-        return _reply(ERROR, f'No implementation for "{op_name}"')
+        return _reply(ERROR, f'No implementation for "{brief(op_name, quote=False)}"')
 
     def start(self, op_name: str, params: Any = None) -> Reply:
         op = self._ops.get(op_name)
         if op is None:
-            return _reply(ERROR, f'No task or process called "{op_name}"')
+            return _reply(ERROR, f'No task or process called "{brief(op_name, quote=False)}"')
         if op.session is not None and not op.session.done:
             return _reply(ERROR, f'Operation "{op_name}" already in progress.', op.session)
         try:
@@ -147,14 +149,14 @@ class Operations:
         except ParamError as exc:
             return _reply(ERROR, str(exc))
         except Exception as exc:  # a check function that raised something else
-            return _reply(ERROR, f"CRASH: during param pre-processing: {exc}")
+            return _reply(ERROR, f"CRASH: during param pre-processing: {brief(str(exc), quote=False)}")
         session = self._launch(op, params)
         return _reply(OK, f'Started {op.kind} "{op_name}".', session)
 
     def status(self, op_name: str) -> Reply:
         op = self._ops.get(op_name)
         if op is None:
-            return _reply(ERROR, f'No task or process called "{op_name}"')
+            return _reply(ERROR, f'No task or process called "{brief(op_name, quote=False)}"')
         if op.session is None:
             return _reply(OK, "No session active.")
         return _reply(OK, "Session active.", op.session)
@@ -162,7 +164,7 @@ class Operations:
     def wait(self, op_name: str, timeout: float | None = None) -> Reply | defer.Deferred:
         op = self._ops.get(op_name)
         if op is None:
-            return _reply(ERROR, f'Unknown operation "{op_name}".')
+            return _reply(ERROR, f'Unknown operation "{brief(op_name, quote=False)}".')
         if op.session is None:
             return _reply(OK, "Idle.")
         if op.session.done:
@@ -170,8 +172,10 @@ class Operations:
         if timeout is not None:
             try:
                 timeout = float(timeout)
-            except (TypeError, ValueError):
-                return _reply(ERROR, f"wait timeout must be a number of seconds or null, not {timeout!r}")
+            except (TypeError, ValueError, OverflowError):
+                return _reply(ERROR, f"wait timeout must be a number of seconds or null, not {brief(timeout)}")
+            if not math.isfinite(timeout):  # a NaN deadline would corrupt the reactor's timer heap
+                return _reply(ERROR, f"wait timeout must be a finite number of seconds or null, not {timeout}")
             if timeout < 0:
                 return self._wait_reply(op)
         waiter: defer.Deferred = defer.Deferred()
@@ -199,7 +203,7 @@ class Operations:
     def stop(self, action: str, op_name: str, params: Any = None) -> Reply:
         op = self._ops.get(op_name)
         if op is None:
-            return _reply(ERROR, f'No operation called "{op_name}".')
+            return _reply(ERROR, f'No operation called "{brief(op_name, quote=False)}".')
         if (action == "stop") != (op.kind == "process"):
             return _reply(ERROR, f'Cannot "{action}" "{op_name}" because it is a "{op.kind}".')
         session = op.session
@@ -219,6 +223,10 @@ class Operations:
 
     # -- running ----------------------------------------------------------------------------
     def _check_params(self, op: Operation, params: Any) -> Any:
+        where = non_finite(params)
+        if where is not None:
+            raise ParamError(f"{where} is not a finite number: NaN and infinities are not JSON "
+                             "and are refused")
         if op.params is not None:
             return validate_params(op.params, params)
         if params is None or params == []:

@@ -9,6 +9,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ocs_core.runtime.text import brief
+
 _MISSING = object()
 PARAMS_ATTR = "_ocs_core_params"
 
@@ -55,17 +57,17 @@ class ParamSpec:
             try:
                 value = self.cast(value)
             except Exception:
-                raise ParamError(f"Param '{key}'={value!r} could not be cast to {self.cast!r}.") from None
+                raise ParamError(f"Param '{key}'={brief(value)} could not be cast to {self.cast!r}.") from None
         if self.type is not None:
             value = _coerce_type(key, value, self.type)
         if isinstance(value, float) and not math.isfinite(value):
-            raise ParamError(f"Param '{key}'={value!r} is not a finite number")
+            raise ParamError(f"Param '{key}'={brief(value)} is not a finite number")
         if self.choices is not None and value not in self.choices:
-            raise ParamError(f"Param '{key}'={value!r} is not in allowed set ({self.choices!r})")
+            raise ParamError(f"Param '{key}'={brief(value)} is not in allowed set ({self.choices!r})")
         if self.min is not None and value < self.min:
-            raise ParamError(f"Param '{key}'={value!r} is below the minimum ({self.min!r})")
+            raise ParamError(f"Param '{key}'={brief(value)} is below the minimum ({self.min!r})")
         if self.max is not None and value > self.max:
-            raise ParamError(f"Param '{key}'={value!r} is above the maximum ({self.max!r})")
+            raise ParamError(f"Param '{key}'={brief(value)} is above the maximum ({self.max!r})")
         if self.check is not None:
             try:
                 ok = self.check(value)
@@ -86,7 +88,7 @@ def _coerce_type(key: str, value: Any, want: type) -> Any:
     if want is int and isinstance(value, float) and value.is_integer():
         return int(value)
     if not isinstance(value, want):
-        raise ParamError(f"Param '{key}'={value!r} is not of required type ({want!r})")
+        raise ParamError(f"Param '{key}'={brief(value)} is not of required type ({want!r})")
     return value
 
 
@@ -124,6 +126,36 @@ def declared_params(func: Callable) -> list[ParamSpec] | None:
     return getattr(func, PARAMS_ATTR, None)
 
 
+def non_finite(value: Any, name: str = "params") -> str | None:
+    """Where ``value`` holds a NaN or an infinity (e.g. ``params['x'][2]``), or None.
+
+    JSON has no such numbers; crossbar's HTTP bridge accepts them (Python's ``json`` does) and
+    CBOR carries them, so they are refused at the op boundary, before any state holds them.
+    """
+    stack: list[Any] = [value]
+    while stack:  # fast pass: is there one at all?
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                break
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    else:
+        return None
+    paths: list[tuple[Any, str]] = [(value, name)]
+    while paths:  # slow pass: name it
+        item, path = paths.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return path
+        if isinstance(item, dict):
+            paths.extend((v, f"{path}[{brief(k)}]") for k, v in reversed(list(item.items())))
+        elif isinstance(item, (list, tuple)):
+            paths.extend((v, f"{path}[{i}]") for i, v in reversed(list(enumerate(item))))
+    return None
+
+
 def validate_params(specs: list[ParamSpec], params: Any) -> dict[str, Any]:
     """Check ``params`` against ``specs`` and return exactly the declared keys, defaults filled in.
 
@@ -139,7 +171,7 @@ def validate_params(specs: list[ParamSpec], params: Any) -> dict[str, Any]:
     drop_strays = "_no_check_strays" in keys
     strays = sorted(k for k in params if k not in keys)
     if strays and not drop_strays:
-        raise ParamError(f"params included unexpected values: {strays!r}")
+        raise ParamError(f"params included unexpected values: {brief(strays)}")
     if no_params:
         return {}
     return {s.key: s.apply(params) for s in specs if not s.key.startswith("_")}

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from ocs_core.runtime.text import brief
+
 __all__ = ["OBEBackend", "Reply", "BackendCall", "LegacyDispatcher", "COMMANDS", "ErrorLogger", "error"]
 
 _log = logging.getLogger(__name__)
@@ -142,8 +144,7 @@ def _numbers(value: Any, name: str, *, scalar_ok: bool) -> float | list[float]:
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return brief(value, 60)
 
 
 COMMANDS = ("getset", "getpar", "getpdf", "getcon", "getwgt", "getmean", "getstd", "getcov",
@@ -213,7 +214,7 @@ class LegacyDispatcher:
             except ValueError as exc:
                 return error(f"newdat: {exc}")
             if any(value <= 0 for value in (s if isinstance(s, list) else [s])):
-                return error(f"newdat: s (the uncertainty) must be > 0, got {s}")
+                return error(f"newdat: s (the uncertainty) must be > 0, got {_show(s)}")
             x_list = x if isinstance(x, list) else [x]
             return self._call(command, lambda: backend.newdat(x_list, y, s), True, lambda _result: "OK")
         if command == "newrun":

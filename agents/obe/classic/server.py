@@ -10,6 +10,9 @@ Per connection:
   the requests; one request per connection and many requests per connection both work;
 * at most ``max_queued`` parsed requests wait behind the one in progress; when the queue is full
   the transport is paused (no more reading) until it drains, so memory stays bounded;
+* back-pressure on replies (:class:`~ocs_core.runtime.backpressure.ReplyBackpressure`): past
+  ``soft_limit`` unsent reply bytes (a client that does not read) no further request is served
+  and reading stops until the replies are sent; past ``hard_limit`` the connection is dropped;
 * a bad body gets ``{"error": ...}`` and the connection stays usable; a bad length prefix or an
   oversized declared length gets ``{"error": ...}`` and then the connection is closed (the stream
   cannot be resynchronised);
@@ -35,6 +38,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from agents.obe.classic.commands import BackendCall, LegacyDispatcher, OBEBackend, Reply
+from ocs_core.runtime.backpressure import HARD_LIMIT, SOFT_LIMIT, ReplyBackpressure
 
 __all__ = ["DEFAULT_PORT", "DEFAULT_INTERFACE", "LegacyOBEProtocol", "LegacyOBEFactory", "listen"]
 
@@ -79,8 +83,11 @@ class LegacyOBEProtocol(protocol.Protocol):
 
     def __init__(self, dispatcher: LegacyDispatcher, *, runner: Runner, max_body: int,
                  max_queued: int, on_done: Callable[["LegacyOBEProtocol"], None] | None = None,
-                 close_on_done: bool = True) -> None:
+                 close_on_done: bool = True, soft_limit: int = SOFT_LIMIT,
+                 hard_limit: int = HARD_LIMIT) -> None:
         self.dispatcher = dispatcher
+        self.soft_limit, self.hard_limit = soft_limit, hard_limit
+        self.backpressure: ReplyBackpressure | None = None
         self.runner = runner
         self.max_queued = max_queued
         self.on_done = on_done
@@ -96,10 +103,14 @@ class LegacyOBEProtocol(protocol.Protocol):
 
     def connectionMade(self) -> None:
         self._connected = True
+        self.backpressure = ReplyBackpressure(self.transport, self._pump, soft_limit=self.soft_limit,
+                                              hard_limit=self.hard_limit, describe=self._peer)
 
     def connectionLost(self, reason: Any = None) -> None:
         self._connected = False
         self._queue.clear()
+        if self.backpressure is not None:
+            self.backpressure.release()
 
     def readConnectionLost(self) -> None:
         """The client shut down its sending side: answer what is queued, then close."""
@@ -125,6 +136,8 @@ class LegacyOBEProtocol(protocol.Protocol):
         self._in_pump = True
         try:
             while self._connected and not self._closing:
+                if self._write_blocked():
+                    break
                 if not self._busy and self._queue:
                     self._serve(self._queue.popleft())
                 elif len(self._queue) < self.max_queued and (event := self.parser.next_event()):
@@ -138,11 +151,14 @@ class LegacyOBEProtocol(protocol.Protocol):
             return
         self._flow_control()
 
+    def _write_blocked(self) -> bool:
+        return self.backpressure is not None and self.backpressure.blocked
+
     def _flow_control(self) -> None:
         transport = self.transport
         if transport is None or not self._connected:
             return
-        full = len(self._queue) >= self.max_queued
+        full = len(self._queue) >= self.max_queued or self._write_blocked()
         if full and not self._paused:
             self._paused = True
             transport.pauseProducing()
@@ -196,7 +212,10 @@ class LegacyOBEProtocol(protocol.Protocol):
 
     def _write(self, data: bytes) -> None:
         if self._connected and not self._closing:
-            self.transport.write(data)
+            if self.backpressure is not None:
+                self.backpressure.write(data)
+            else:
+                self.transport.write(data)
 
     def close(self) -> None:
         """Stop serving this connection and close it after pending writes are flushed."""
@@ -225,12 +244,15 @@ class LegacyOBEFactory(protocol.ServerFactory):
         max_queued: parsed requests that may wait per connection before reading pauses.
         on_done: optional hook called with the protocol after the "OK" of ``done`` is written.
         close_on_done: close the connection after ``done`` (default True).
+        soft_limit, hard_limit: unsent reply bytes past which a connection stops being served
+            (and read), and is dropped.
     """
 
     def __init__(self, backend: OBEBackend, *, runner: Runner | None = None,
                  max_body: int = DEFAULT_MAX_BODY, max_queued: int = 16,
                  on_done: Callable[[LegacyOBEProtocol], None] | None = None,
-                 close_on_done: bool = True) -> None:
+                 close_on_done: bool = True, soft_limit: int = SOFT_LIMIT,
+                 hard_limit: int = HARD_LIMIT) -> None:
         if max_queued < 1:
             raise ValueError(f"max_queued must be >= 1, got {max_queued}")
         self.dispatcher = LegacyDispatcher(backend, log_error=_log_backend_error)
@@ -239,11 +261,13 @@ class LegacyOBEFactory(protocol.ServerFactory):
         self.max_queued = max_queued
         self.on_done = on_done
         self.close_on_done = close_on_done
+        self.soft_limit, self.hard_limit = soft_limit, hard_limit
 
     def buildProtocol(self, addr: Any) -> LegacyOBEProtocol:
         proto = LegacyOBEProtocol(self.dispatcher, runner=self.runner, max_body=self.max_body,
                                   max_queued=self.max_queued, on_done=self.on_done,
-                                  close_on_done=self.close_on_done)
+                                  close_on_done=self.close_on_done, soft_limit=self.soft_limit,
+                                  hard_limit=self.hard_limit)
         proto.factory = self
         return proto
 
@@ -253,7 +277,7 @@ def listen(backend: OBEBackend, port: int = DEFAULT_PORT, interface: str = DEFAU
     """Serve the classic protocol for ``backend`` on ``interface:port`` (port 0: any free port).
 
     ``factory_options`` go to :class:`LegacyOBEFactory` (runner, max_body, max_queued, on_done,
-    close_on_done).
+    close_on_done, soft_limit, hard_limit).
     Returns the listening port; ``stopListening()`` stops accepting new connections.
     """
     if reactor is None:

@@ -41,6 +41,7 @@ import numpy as np
 from .models import get_model
 from .posterior import RESAMPLERS
 from .priors import check_prior_spec
+from .quoting import show as _show
 from .utility import SELECTIONS, UTILITIES
 
 __all__ = ["engine_arguments", "MAX_PARTICLES", "MAX_SETTINGS", "MAX_DRAWS", "MAX_WORK"]
@@ -66,21 +67,21 @@ def _num(cfg: Mapping, key: str, default: float, lo: float, hi: float, *,
     v = cfg.get(key, default)
     if not _is_num(v) or not math.isfinite(v) or v > hi or v < lo or (lo_open and v == lo):
         bound = f"({lo}, {hi}]" if lo_open else f"[{lo}, {hi}]"
-        raise ValueError(f"config key {key!r} must be a number in {bound}, got {v!r}")
+        raise ValueError(f"config key {_show(key)} must be a number in {bound}, got {_show(v)}")
     return float(v)
 
 
 def _int(cfg: Mapping, key: str, default: int, lo: int, hi: int) -> int:
     v = cfg.get(key, default)
     if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise ValueError(f"config key {key!r} must be an integer in [{lo}, {hi}], got {v!r}")
+        raise ValueError(f"config key {_show(key)} must be an integer in [{lo}, {hi}], got {_show(v)}")
     return v
 
 
 def _choice(cfg: Mapping, key: str, default: str, options: tuple[str, ...]) -> str:
     v = cfg.get(key, default)
     if v not in options:
-        raise ValueError(f"config key {key!r} must be one of {list(options)}, got {v!r}")
+        raise ValueError(f"config key {_show(key)} must be one of {list(options)}, got {_show(v)}")
     return v
 
 
@@ -88,21 +89,21 @@ def _axis(spec: Any, k: int) -> np.ndarray:
     where = f"config key 'settings' axis {k}"
     if isinstance(spec, Mapping):
         if set(spec) != {"start", "stop", "num"}:
-            raise ValueError(f"{where} must have exactly the keys start, stop, num; got {sorted(spec)}")
+            raise ValueError(f"{where} must have exactly the keys start, stop, num; got {_show(sorted(spec))}")
         start, stop, num = spec["start"], spec["stop"], spec["num"]
         if not (_is_num(start) and _is_num(stop) and math.isfinite(start) and math.isfinite(stop)):
-            raise ValueError(f"{where}: start and stop must be finite numbers, got {start!r}, {stop!r}")
+            raise ValueError(f"{where}: start and stop must be finite numbers, got {_show(start)}, {_show(stop)}")
         if isinstance(num, bool) or not isinstance(num, int) or not 1 <= num <= MAX_SETTINGS:
-            raise ValueError(f"{where}: num must be an integer in [1, {MAX_SETTINGS}], got {num!r}")
+            raise ValueError(f"{where}: num must be an integer in [1, {MAX_SETTINGS}], got {_show(num)}")
         return np.linspace(float(start), float(stop), num)
     if isinstance(spec, (list, tuple)):
         if not 1 <= len(spec) <= MAX_SETTINGS:
             raise ValueError(f"{where} must list 1 to {MAX_SETTINGS} values, got {len(spec)}")
         if not all(_is_num(v) and math.isfinite(v) for v in spec):
             bad = next(v for v in spec if not (_is_num(v) and math.isfinite(v)))
-            raise ValueError(f"{where} must contain finite numbers only, got {bad!r}")
+            raise ValueError(f"{where} must contain finite numbers only, got {_show(bad)}")
         return np.array(spec, dtype=float)
-    raise ValueError(f"{where} must be a list of numbers or {{start, stop, num}}, got {spec!r}")
+    raise ValueError(f"{where} must be a list of numbers or {{start, stop, num}}, got {_show(spec)}")
 
 
 def _settings(cfg: Mapping) -> list[np.ndarray]:
@@ -114,7 +115,7 @@ def _settings(cfg: Mapping) -> list[np.ndarray]:
     elif isinstance(s, (list, tuple)) and 1 <= len(s) <= 8:
         axes = [_axis(a, k) for k, a in enumerate(s)]
     else:
-        raise ValueError(f"config key 'settings' must be an axis or a list of 1-8 axes, got {s!r}")
+        raise ValueError(f"config key 'settings' must be an axis or a list of 1-8 axes, got {_show(s)}")
     total = math.prod(a.size for a in axes)
     if total > MAX_SETTINGS:
         raise ValueError(f"config key 'settings': the grid has {total} settings, limit {MAX_SETTINGS}")
@@ -128,7 +129,7 @@ def _constants(cfg: Mapping, names: tuple[str, ...], defaults: tuple[float, ...]
     if isinstance(c, Mapping):
         unknown = [k for k in c if k not in names]
         if unknown:
-            raise ValueError(f"config key 'constants': unknown constant(s) {unknown}; "
+            raise ValueError(f"config key 'constants': unknown constant(s) {_show(unknown)}; "
                              f"the model's constants are {list(names)}")
         vals = [c.get(n, d) for n, d in zip(names, defaults)]
     elif isinstance(c, (list, tuple)):
@@ -137,10 +138,10 @@ def _constants(cfg: Mapping, names: tuple[str, ...], defaults: tuple[float, ...]
                              f"{list(names)}, got {len(c)}")
         vals = list(c)
     else:
-        raise ValueError(f"config key 'constants' must be a list or an object, got {c!r}")
+        raise ValueError(f"config key 'constants' must be a list or an object, got {_show(c)}")
     for n, v in zip(names, vals):
         if not (_is_num(v) and math.isfinite(v)):
-            raise ValueError(f"config key 'constants': {n!r} must be a finite number, got {v!r}")
+            raise ValueError(f"config key 'constants': {_show(n)} must be a finite number, got {_show(v)}")
     return tuple(float(v) for v in vals)
 
 
@@ -154,7 +155,7 @@ def engine_arguments(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[st
         raise ValueError(f"config must be an object, got {type(config).__name__}")
     unknown = [k for k in config if k not in _KEYS]
     if unknown:
-        raise ValueError(f"unknown config key(s) {unknown}; known keys: {list(_KEYS)}")
+        raise ValueError(f"unknown config key(s) {_show(unknown)}; known keys: {list(_KEYS)}")
     if "model" not in config:
         raise ValueError("config key 'model' is required")
     spec = get_model(config["model"])
@@ -164,11 +165,11 @@ def engine_arguments(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[st
 
     priors_in = config.get("priors", {})
     if not isinstance(priors_in, Mapping):
-        raise ValueError(f"config key 'priors' must be an object, got {priors_in!r}")
+        raise ValueError(f"config key 'priors' must be an object, got {_show(priors_in)}")
     extra = [k for k in priors_in if k not in spec.parameters]
     if extra:
-        raise ValueError(f"config key 'priors': unknown parameter(s) {extra}; model "
-                         f"{spec.name!r} has {list(spec.parameters)}")
+        raise ValueError(f"config key 'priors': unknown parameter(s) {_show(extra)}; model "
+                         f"{_show(spec.name)} has {list(spec.parameters)}")
     priors = {}
     for name in spec.parameters:
         if name in priors_in:
@@ -176,7 +177,7 @@ def engine_arguments(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[st
         elif name in spec.default_priors:
             priors[name] = spec.default_priors[name]
         else:
-            raise ValueError(f"config key 'priors' lacks parameter {name!r} (no default)")
+            raise ValueError(f"config key 'priors' lacks parameter {_show(name)} (no default)")
         check_prior_spec(name, priors[name])
 
     n_particles = _int(config, "n_particles", 10000, 1, MAX_PARTICLES)
@@ -194,15 +195,15 @@ def engine_arguments(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[st
     nvals = noise if isinstance(noise, (list, tuple)) else [noise]
     if len(nvals) not in (1, spec.n_channels) or not all(
             _is_num(v) and math.isfinite(v) and v > 0 for v in nvals):
-        raise ValueError(f"config key {nkey!r} must be a positive number or {spec.n_channels} "
-                         f"positive numbers, got {noise!r}")
+        raise ValueError(f"config key {_show(nkey)} must be a positive number or {spec.n_channels} "
+                         f"positive numbers, got {_show(noise)}")
     noise_index = None
     if config.get("noise_parameter") is not None:
         names = config["noise_parameter"]
         names = [names] if isinstance(names, str) else names
         if not isinstance(names, (list, tuple)) or not all(n in spec.parameters for n in names):
             raise ValueError(f"config key 'noise_parameter' must name parameter(s) of "
-                             f"{list(spec.parameters)}, got {config['noise_parameter']!r}")
+                             f"{list(spec.parameters)}, got {_show(config['noise_parameter'])}")
         noise_index = [spec.parameters.index(n) for n in names]
     choke = config.get("choke")
     if choke is not None:
@@ -213,14 +214,14 @@ def engine_arguments(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[st
             raise ValueError(f"config key 'cost' must be a positive number or {n_settings} "
                              f"positive numbers")
     elif not (_is_num(cost) and math.isfinite(cost) and cost > 0):
-        raise ValueError(f"config key 'cost' must be a positive number, got {cost!r}")
+        raise ValueError(f"config key 'cost' must be a positive number, got {_show(cost)}")
     scale = config.get("scale", True)
     if not isinstance(scale, bool):
-        raise ValueError(f"config key 'scale' must be true or false, got {scale!r}")
+        raise ValueError(f"config key 'scale' must be true or false, got {_show(scale)}")
     seed = config.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
                              or not 0 <= seed < MAX_SEED):
-        raise ValueError(f"config key 'seed' must be null or an integer in [0, 2**63), got {seed!r}")
+        raise ValueError(f"config key 'seed' must be null or an integer in [0, 2**63), got {_show(seed)}")
     if seed is None:  # pick one now and record it in engine.config, so the run can be replayed
         seed = int(np.random.SeedSequence().entropy % MAX_SEED)
 

@@ -21,6 +21,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from .quoting import show
+
 __all__ = [
     "ModelSpec",
     "register_model",
@@ -87,7 +89,7 @@ def register_model(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
 def get_model(name: str) -> ModelSpec:
     """Return the registered model ``name``; ValueError naming the known models otherwise."""
     if not isinstance(name, str) or name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(available_models())}")
+        raise ValueError(f"unknown model {show(name)}; known models: {', '.join(available_models())}")
     return _REGISTRY[name]
 
 

@@ -10,6 +10,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .quoting import show
+
 __all__ = ["PRIOR_KINDS", "check_prior_spec", "sample_prior"]
 
 PRIOR_KINDS = ("uniform", "normal", "loguniform", "fixed")
@@ -17,29 +19,29 @@ PRIOR_KINDS = ("uniform", "normal", "loguniform", "fixed")
 
 def _real(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{what} must be a number, got {value!r}")
+        raise ValueError(f"{what} must be a number, got {show(value)}")
     v = float(value)
     if not math.isfinite(v):
-        raise ValueError(f"{what} must be finite, got {value!r}")
+        raise ValueError(f"{what} must be finite, got {show(value)}")
     return v
 
 
 def check_prior_spec(name: str, spec: Any) -> tuple[str, tuple[float, ...]]:
     """Validate one prior spec; returns ``(kind, numbers)``. ValueError names the parameter."""
-    where = f"prior for parameter {name!r}"
+    where = f"prior for parameter {show(name)}"
     if not isinstance(spec, Mapping) or len(spec) != 1:
         raise ValueError(f"{where} must be a one-key object such as {{\"uniform\": [lo, hi]}}, "
-                         f"got {spec!r}")
+                         f"got {show(spec)}")
     (kind, args), = spec.items()
     if kind not in PRIOR_KINDS:
-        raise ValueError(f"{where}: unknown distribution {kind!r}; use one of {', '.join(PRIOR_KINDS)}")
+        raise ValueError(f"{where}: unknown distribution {show(kind)}; use one of {', '.join(PRIOR_KINDS)}")
     if kind == "fixed":
         return kind, (_real(args, f"{where} 'fixed' value"),)
     if not isinstance(args, Sequence) or isinstance(args, str) or len(args) != 2:
-        raise ValueError(f"{where}: {kind!r} needs a list of two numbers, got {args!r}")
-    p, q = (_real(a, f"{where} {kind!r} argument") for a in args)
+        raise ValueError(f"{where}: {show(kind)} needs a list of two numbers, got {show(args)}")
+    p, q = (_real(a, f"{where} {show(kind)} argument") for a in args)
     if kind in ("uniform", "loguniform") and not p < q:
-        raise ValueError(f"{where}: {kind!r} needs lo < hi, got [{p}, {q}]")
+        raise ValueError(f"{where}: {show(kind)} needs lo < hi, got [{p}, {q}]")
     if kind == "loguniform" and not p > 0:
         raise ValueError(f"{where}: 'loguniform' needs 0 < lo, got lo = {p}")
     if kind == "normal" and not q > 0:
@@ -55,7 +57,7 @@ def sample_prior(specs: Mapping[str, Any], names: Sequence[str], n: int,
         raise ValueError(f"no prior given for parameter(s) {missing}")
     extra = [p for p in specs if p not in names]
     if extra:
-        raise ValueError(f"prior given for unknown parameter(s) {extra}; parameters are {list(names)}")
+        raise ValueError(f"prior given for unknown parameter(s) {show(extra)}; parameters are {list(names)}")
     out = np.empty((len(names), n))
     for row, name in enumerate(names):
         kind, args = check_prior_spec(name, specs[name])

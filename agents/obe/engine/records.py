@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from .quoting import show
+
 __all__ = ["as_channels", "check_setting", "check_y", "check_sigma", "check_positive_per_channel",
            "check_cost", "check_pickiness"]
 
@@ -38,11 +40,11 @@ def check_setting(settings: Any, n_knobs: int) -> tuple[float, ...]:
     try:
         vals = np.asarray(settings, dtype=float).ravel()
     except (TypeError, ValueError):
-        raise ValueError(f"settings must be {n_knobs} number(s), got {settings!r}") from None
+        raise ValueError(f"settings must be {n_knobs} number(s), got {show(settings)}") from None
     if vals.size != n_knobs:
-        raise ValueError(f"settings must have {n_knobs} value(s), got {settings!r}")
+        raise ValueError(f"settings must have {n_knobs} value(s), got {show(settings)}")
     if not np.isfinite(vals).all():
-        raise ValueError(f"settings must be finite, got {settings!r}")
+        raise ValueError(f"settings must be finite, got {show(settings)}")
     return tuple(vals.tolist())
 
 
@@ -53,11 +55,11 @@ def check_y(y: Any, n_channels: int) -> list[float]:
     try:
         vals = np.asarray(y, dtype=float).ravel()
     except (TypeError, ValueError):
-        raise ValueError(f"y must be {n_channels} number(s), got {y!r}") from None
+        raise ValueError(f"y must be {n_channels} number(s), got {show(y)}") from None
     if vals.size != n_channels:
-        raise ValueError(f"y must have {n_channels} value(s), got {y!r}")
+        raise ValueError(f"y must have {n_channels} value(s), got {show(y)}")
     if not np.isfinite(vals).all():
-        raise ValueError(f"y must be finite, got {y!r}")
+        raise ValueError(f"y must be finite, got {show(y)}")
     return vals.tolist()
 
 
@@ -70,7 +72,7 @@ def check_sigma(sigma: Any, c: int, n: int) -> list[float] | np.ndarray:
     try:
         s = np.asarray(sigma, dtype=float)
     except (TypeError, ValueError):
-        raise ValueError(f"sigma must be numbers, got {sigma!r}") from None
+        raise ValueError(f"sigma must be numbers, got {show(sigma)}") from None
     if not np.isfinite(s).all() or (s <= 0).any():
         raise ValueError("sigma must be finite and positive")
     if s.ndim == 0 or (s.ndim == 1 and s.size == c):
@@ -89,7 +91,7 @@ def check_positive_per_channel(value: Any, c: int, what: str) -> np.ndarray:
     if arr.size == 1:
         arr = np.repeat(arr, c)
     if arr.size != c or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-        raise ValueError(f"{what} must be a positive number or {c} positive numbers, got {value!r}")
+        raise ValueError(f"{what} must be a positive number or {c} positive numbers, got {show(value)}")
     return arr
 
 
@@ -97,7 +99,7 @@ def check_pickiness(p: Any) -> float:
     """``good_setting``'s pickiness: a number in [0, 1000]."""
     if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) \
             or not math.isfinite(float(p)) or not 0.0 <= float(p) <= 1000.0:
-        raise ValueError(f"pickiness must be a number in [0, 1000], got {p!r}")
+        raise ValueError(f"pickiness must be a number in [0, 1000], got {show(p)}")
     return float(p)
 
 
@@ -106,7 +108,7 @@ def check_cost(cost: Any, n_settings: int) -> float | np.ndarray:
     arr = np.asarray(cost, dtype=float)
     if arr.ndim == 0:
         if not (math.isfinite(float(arr)) and arr > 0):
-            raise ValueError(f"cost must be positive and finite, got {cost!r}")
+            raise ValueError(f"cost must be positive and finite, got {show(cost)}")
         return float(arr)
     arr = arr.ravel()
     if arr.size != n_settings or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
