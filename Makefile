@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test demo install clean bench
+.PHONY: test demo install clean bench chaos
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/rpc.py
 	$(PY) bench/obe.py
+
+# hostile input on every surface, router kills and NAT-style cuts (a few minutes; not in `make test`)
+chaos: $(STAMP)
+	$(PY) bench/chaos.py
 
 clean:
 	rm -rf $(VENV) $(IBL_VENV) *.egg-info .pytest_cache
