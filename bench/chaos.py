@@ -222,7 +222,7 @@ class Site:
     def stop(self) -> None:
         for agent in self.agents.values():
             agent.terminate()
-        if self.proc_server is not None:
+        if self.proc_server is not None and self.proc_server.poll() is None:
             self.proc_server.terminate()
             self.proc_server.wait(10)
         self.rt.stop()
@@ -270,8 +270,10 @@ class ReactorThread:
 
     def stop(self) -> None:
         try:
-            self.call(lambda: self.proxy.release_silenced())
-            self.call(self.subscriber.stop)
+            if self.proxy is not None:
+                self.call(self.proxy.release_silenced)
+            if self.subscriber is not None:
+                self.call(self.subscriber.stop)
         finally:
             self.reactor.callFromThread(self.reactor.stop)
             self.thread.join(5)
@@ -673,9 +675,21 @@ def callable_lag(site: Site, names: list[str], limit: float = 30.0) -> dict[str,
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Start the site, run the chaos, and stop everything (whatever happens)."""
     work = Path(tempfile.mkdtemp(prefix="ocs-chaos-"))
     site = Site(work, args.seed)
     reactor_thread = ReactorThread()
+    try:
+        return _chaos(args, work, site, reactor_thread)
+    finally:
+        try:
+            reactor_thread.stop()
+        except Exception as exc:  # noqa: BLE001 - still stop the processes
+            print(f"stopping the proxy and subscriber failed: {exc}", flush=True)
+        site.stop()
+
+
+def _chaos(args: argparse.Namespace, work: Path, site: Site, reactor_thread: ReactorThread) -> dict[str, Any]:
     print(f"site in {work}; starting the router and {len(AGENTS)} agents ...", flush=True)
     site.start(reactor_thread)
     reactor_thread.start_subscriber(site.rt.ws_url, f"{ROOT_URI}.{FAKER}.feeds.false_temperatures")
@@ -758,8 +772,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for name, agent in site.agents.items():
         if not agent.is_running() and name not in deaths:
             deaths[name] = agent.returncode
-    reactor_thread.stop()
-    site.stop()
     return result
 
 

@@ -29,6 +29,7 @@ SANS_IO = [
     "ocs_core.runtime.backoff", "ocs_core.runtime.codes", "ocs_core.runtime.log_format",
     "ocs_core.runtime.feeds", "ocs_core.runtime.feed_history",
     "ocs_core.runtime.lock", "ocs_core.runtime.params", "ocs_core.runtime.param_specs", "ocs_core.runtime.session",
+    "ocs_core.runtime.text",
     "ocs_core.site.config", "ocs_core.site.args", "ocs_core.router.config",
     "ocs_core.supervisor.child", "ocs_core.supervisor.control", "ocs_core.supervisor.plan",
     "ocs_core.supervisor.precheck", "ocs_core.supervisor.managers", "ocs_core.site.ocs_plugins",

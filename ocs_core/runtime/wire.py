@@ -6,7 +6,7 @@ and cancelled its other in-flight calls. An agent's session uses the serializers
 
 * CBOR (offered first) decodes at most :data:`MAX_DEPTH` levels of nesting, envelope included;
   JSON (the fallback) is bounded by Python's recursion limit (autobahn's decoder recurses in
-  Python, three frames a level: about 300 levels);
+  Python, two frames a level: a few hundred levels);
 * a message that does not decode is not a protocol error when its header still reads: the
   first elements of a WAMP message are its type and request ids, plain integers before any
   payload. Such a message becomes an :class:`Undecodable`, which :class:`GuardedSession`
