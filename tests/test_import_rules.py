@@ -87,10 +87,15 @@ def test_sans_io_module_loads_no_twisted(module):
 
 
 def _imports(path: Path, module: str, known: set[str]) -> set[str]:
-    """The modules of ours that ``path`` (module ``module``) imports anywhere in its source."""
+    """The modules of ours that ``path`` (module ``module``) imports anywhere in its source
+    (lazy imports included; imports under ``if TYPE_CHECKING:`` are for annotations only)."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            node.body = []  # typing-only imports: dropped before the walk below
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 import threading
 import time
 from typing import Any, Callable
 
-from autobahn.twisted.wamp import ApplicationSession
 from autobahn.twisted.websocket import WampWebSocketClientFactory
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import ComponentConfig, PublishOptions, SubscribeOptions
@@ -28,50 +26,18 @@ from twisted.python import threadable
 
 from ocs_core.runtime.access import AccessControl, AccessRuleError
 from ocs_core.runtime.agent_config import AgentConfig
-from ocs_core.runtime.cryptosign import answer_challenge, join_options
-from ocs_core.runtime.feed_history import FEED_HISTORY_QUERY, answer_feed_history
+from ocs_core.runtime.agent_session import AgentSession as _Session
 from ocs_core.runtime.feeds import Feed, FeedError
 from ocs_core.runtime.logs import start_logging
-from ocs_core.runtime.codes import FEATURES_QUERY, START_AND_WAIT
+from ocs_core.runtime.management import RUNTIME_ERROR, answer_management, describe_agent
+from ocs_core.runtime.codes import START_AND_WAIT
 from ocs_core.runtime.operations import OpFunc, Operation, Operations
-from ocs_core.runtime.param_specs import PARAM_SPECS_QUERY, encode_param_specs
 from ocs_core.runtime.rejoin import ALREADY_EXISTS, LiveHolder, register_all
 from ocs_core.runtime.session import OpSession
 from ocs_core.runtime.text import brief
-from ocs_core.runtime.wire import GuardedSession, agent_serializers
+from ocs_core.runtime.wire import agent_serializers
 
 log = Logger(namespace="ocs_core.runtime.agent")
-
-RUNTIME_ERROR = "wamp.error.runtime_error"
-
-#: The answer to the management query ``ocs_core.features`` (ocs 0.12 agents answer null): what
-#: an ocs-core agent serves beyond ocs's protocol. ``ops_actions``: extra actions of ``.ops``.
-FEATURES: dict[str, Any] = {"ops_actions": [START_AND_WAIT]}
-
-
-class _Session(GuardedSession, ApplicationSession):
-    """The WAMP session; it hands every event to its agent (and answers undecodable messages)."""
-
-    def __init__(self, config: ComponentConfig, agent: OCSAgent) -> None:
-        super().__init__(config)
-        self._agent = agent
-
-    def onConnect(self):  # noqa: N802 (autobahn's name)
-        self.join(self.config.realm, **join_options(self._agent.config.instance_id,
-                                                    self._agent.config.auth_key))
-
-    def onChallenge(self, challenge):  # noqa: N802
-        return answer_challenge(self._agent.config.auth_key, challenge.method, challenge.extra)
-
-    def onJoin(self, details):  # noqa: N802
-        return self._agent._joined(self, details)
-
-    def onLeave(self, details):  # noqa: N802
-        self._agent._left(self, details)
-        self.disconnect()
-
-    def onDisconnect(self):  # noqa: N802
-        self._agent._disconnected(self)
 
 
 class OCSAgent:
@@ -193,7 +159,7 @@ class OCSAgent:
                 lambda f: log.error("registering {uri} failed: {why}", uri=uri, why=f.getErrorMessage()))
 
     @property
-    def session(self) -> ApplicationSession | None:
+    def session(self) -> _Session | None:
         """The joined WAMP session, or None while the router is away."""
         s = self._session
         return s if s is not None and s.is_attached() else None
@@ -330,51 +296,11 @@ class OCSAgent:
 
     # -- RPC handlers -----------------------------------------------------------------------
     def _management_rpc(self, q: str | None = None, *args: Any, **kwargs: Any) -> Any:
-        if q is None:
-            raise ApplicationError(RUNTIME_ERROR, "management call needs one argument: "
-                                   "get_api, get_tasks, get_processes, get_feeds or get_agent_class")
-        if q == "get_api":
-            return self.get_api()
-        if q == "get_tasks":
-            return [[o.name, o.encoded_session(), o.op_info()] for o in self.operations.tasks()]
-        if q == "get_processes":
-            return [[o.name, o.encoded_session(), o.op_info()] for o in self.operations.processes()]
-        if q == "get_feeds":
-            return self._feed_list()
-        if q == "get_agent_class":
-            return self.agent_class
-        if q == FEATURES_QUERY:
-            return FEATURES
-        if q == PARAM_SPECS_QUERY:
-            return encode_param_specs(self.operations)
-        if q == FEED_HISTORY_QUERY:
-            return self._answer_query(answer_feed_history, self.feeds, kwargs)
-        return None
-
-    @staticmethod
-    def _answer_query(answer: Callable, *args: Any) -> Any:
-        """Run a pure query handler; its ValueError becomes a WAMP error with its text."""
-        try:
-            return answer(*args)
-        except ValueError as exc:
-            raise ApplicationError(RUNTIME_ERROR, str(exc)) from None
+        return answer_management(self, q, kwargs)
 
     def get_api(self) -> dict[str, Any]:
         """The agent's self-description (ocs 0.12's ``get_api``)."""
-        ops = self.operations
-        return {
-            "agent_class": self.agent_class,
-            "instance_hostname": socket.gethostname(),
-            "instance_pid": os.getpid(),
-            "feeds": self._feed_list(),
-            "processes": [[o.name, o.encoded_session(), o.op_info()] for o in ops.processes()],
-            "tasks": [[o.name, o.encoded_session(), o.op_info()] for o in ops.tasks()],
-            "access_control": self.access.info(),
-        }
-
-    def _feed_list(self) -> list[list[Any]]:
-        feeds = list(self.feeds.values()) + [self._heartbeat]
-        return [[f.name, f.feed_info()] for f in feeds]
+        return describe_agent(self)
 
     def _ops_rpc(self, action: str | None = None, op_name: str | None = None, params: Any = None,
                  timeout: Any = None, password: Any = None, *extra: Any, **unexpected: Any) -> Any:
