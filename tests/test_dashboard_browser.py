@@ -272,11 +272,7 @@ def test_ocs_agent_is_shown_and_driven(site, web, browser, shots):
 
 
 def test_history_plot_from_the_feed_archiver(site, web, browser, tmp_path):
-    """Runs once the feed archive (issue 12, agent class FeedArchiver) is on the branch."""
-    try:
-        import agents.archive.agent  # noqa: F401
-    except ImportError:
-        pytest.skip("no FeedArchiver on this branch (agents.archive, the feed-archive issue)")
+    """History plots come from the FeedArchiver's query Task."""
     site.add_instance("FeedArchiver", "dash-archiver", ["--data-dir", str(tmp_path / "archive")])
     archiver = site.agent("dash-archiver")
     try:
