@@ -1,7 +1,6 @@
 """`make demo PORT=...`: the demo's site file moved to other ports; the first install shows progress."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +31,6 @@ def test_the_site_file_moves_to_the_ports_asked_for(tmp_path):
         with_ports("", 70000)
 
 
-@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_makefile_passes_port_and_shows_install_progress():
     plan = subprocess.run(["make", "-n", "-B", "demo", "PORT=9100"], cwd=ROOT, capture_output=True,
                           text=True, timeout=60).stdout

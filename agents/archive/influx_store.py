@@ -18,7 +18,7 @@ import requests
 from twisted.logger import Logger
 
 from ocs_core.archive import downsample as ds
-from ocs_core.archive.series import Series
+from ocs_core.archive.series import Series, select_fields
 
 from agents.archive.line_protocol import SeriesKey, block_series, event_lines
 from agents.archive.sqlite_store import SQLiteStore
@@ -128,15 +128,8 @@ class InfluxStore:
         return self.state.gaps(address, feed)
 
     def query(self, address, feed, fields, start, stop, max_points) -> dict[str, Series]:
-        known = {k: v for (a, f, k), v in self._series.items() if a == address and f == feed}
-        if not known:
-            raise KeyError(f"nothing archived for {address} feed {feed!r}; archived: "
-                           f"{sorted({a + '.' + f for a, f, _ in self._series})}")
-        wanted = sorted(known) if fields is None else list(fields)
-        unknown = [f for f in wanted if f not in known]
-        if unknown:
-            raise KeyError(f"{address}.{feed} has no field(s) {unknown}; it has {sorted(known)}")
-        return {f: self._query_one(known[f], start, stop, max_points) for f in wanted}
+        chosen = select_fields(self._series, address, feed, fields)
+        return {f: self._query_one(key, start, stop, max_points) for f, key in chosen.items()}
 
     def _query_one(self, key: SeriesKey, start, stop, max_points) -> Series:
         measurement, tags, name = key

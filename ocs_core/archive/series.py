@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Series"]
+__all__ = ["Series", "select_fields"]
 
 
 @dataclass
@@ -54,3 +54,21 @@ def _listed(values: np.ndarray) -> list:
     if values.dtype == object:
         return list(values)
     return [float(v) if np.isfinite(v) else None for v in values]
+
+
+def select_fields(series: dict[tuple[str, str, str], Any], address: str, feed: str,
+                  fields: Any) -> dict[str, Any]:
+    """``{field: handle}`` of a feed's archived fields (all of them when ``fields`` is None).
+
+    ``series`` maps ``(address, feed, field)`` to whatever the store needs to read that field.
+    Raises KeyError naming what is archived when the feed or a field is unknown.
+    """
+    known = {k: v for (a, f, k), v in series.items() if a == address and f == feed}
+    if not known:
+        raise KeyError(f"nothing archived for {address} feed {feed!r}; archived: "
+                       f"{sorted({a + '.' + f for a, f, _ in series})}")
+    wanted = sorted(known) if fields is None else list(fields)
+    unknown = [f for f in wanted if f not in known]
+    if unknown:
+        raise KeyError(f"{address}.{feed} has no field(s) {unknown}; it has {sorted(known)}")
+    return {f: known[f] for f in wanted}

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ocs_core.archive import downsample as ds
-from ocs_core.archive.series import Series
+from ocs_core.archive.series import Series, select_fields
 
 __all__ = ["ArchiveReader", "ArchiveFileError", "check_archive", "SCHEMA", "SCHEMA_VERSION",
            "APPLICATION"]
@@ -114,15 +114,8 @@ class ArchiveReader:
             KeyError: nothing archived for the feed, or an unknown field (the text lists what is).
         """
         self._load_series()
-        known = {k: v for (a, f, k), v in self._series.items() if a == address and f == feed}
-        if not known:
-            raise KeyError(f"nothing archived for {address} feed {feed!r}; archived: "
-                           f"{sorted({(a + '.' + f) for a, f, _ in self._series})}")
-        wanted = sorted(known) if fields is None else list(fields)
-        unknown = [f for f in wanted if f not in known]
-        if unknown:
-            raise KeyError(f"{address}.{feed} has no field(s) {unknown}; it has {sorted(known)}")
-        return {f: self._query_one(*known[f], start, stop, max_points) for f in wanted}
+        chosen = select_fields(self._series, address, feed, fields)
+        return {f: self._query_one(*handle, start, stop, max_points) for f, handle in chosen.items()}
 
     def _query_one(self, sid, kind, span, start, stop, max_points) -> Series:
         if max_points and kind == "f8":
