@@ -80,7 +80,8 @@ def test_outbox_is_bounded_and_requeue_keeps_order():
         f.inflight[e[1]["seq"]] = e
     for e in events[2:]:
         f.queue(e)
-    f.requeue_inflight()
+    assert f.requeue_inflight() == 2  # the two unacknowledged events, counted for the log line
+    assert f.requeue_inflight() == 0
     assert [e[1]["seq"] for e in f.outbox] == [3, 4, 5] and f.dropped == 2
     assert not f.inflight
 

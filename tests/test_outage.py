@@ -8,6 +8,7 @@ per-feed sequence number lets a subscriber detect; no sequence number may ever b
 from __future__ import annotations
 
 import collections
+import re
 import time
 
 import pytest
@@ -27,16 +28,22 @@ def _ops(http_url, address, *args):
     return reply["args"][0]
 
 
-def _check_sequence(events, outages):
+def _resent(log: str) -> int:
+    """The unacknowledged events the agent said it would send again, over all its losses."""
+    return sum(int(n) for n in re.findall(r"lost the router at \S+; ops keep running, feed events "
+                                          r"are queued \((\d+) unacknowledged", log))
+
+
+def _check_sequence(events, resent):
     seqs = [e[1]["seq"] for e in events]
     counts = collections.Counter(seqs)
     missing = sorted(set(range(min(seqs), max(seqs) + 1)) - set(seqs))
     assert not missing, f"sequence numbers never delivered: {missing}"
     duplicates = {s: c for s, c in counts.items() if c > 1}
-    # At-least-once: events whose acknowledgement a cut lost are sent again after the rejoin.
-    # Usually 0-2 per cut; up to ~30 seen on a loaded machine since reconnects got faster
-    # (under investigation); a bound still catches a replay of the whole queue.
-    assert sum(c - 1 for c in duplicates.values()) <= 40 * outages, duplicates
+    # At-least-once: only events whose acknowledgement was lost with the link are sent again.
+    # Through the proxy the acknowledgements pass this test's own process, so on a loaded machine
+    # dozens may be waiting in its socket buffers when a cut drops them; the agent counts them.
+    assert sum(c - 1 for c in duplicates.values()) <= resent, (duplicates, resent)
     assert min(seqs) == 1
 
 
@@ -94,8 +101,8 @@ async def test_link_cuts_of_under_a_second_and_two_seconds(router, tmp_path):
         await threads.deferToThread(_ops, router.http_url, address, "stop", "acq")
         await threads.deferToThread(_ops, router.http_url, address, "wait", "acq", {}, 5)
         await dsleep(0.3)
-        _check_sequence(subscriber.events, outages=2)
         log = agent.log_text()
+        _check_sequence(subscriber.events, resent=_resent(log))
         assert log.count("lost the router") == 2 and log.count("rejoined the router") == 2
         assert "Traceback" not in log
     finally:
@@ -131,7 +138,7 @@ async def test_router_restarts_after_5_and_15_seconds(tmp_path):
             await threads.deferToThread(_ops, rt.http_url, address, "stop", "acq")
             await threads.deferToThread(_ops, rt.http_url, address, "wait", "acq", {}, 5)
             await dsleep(0.3)
-            _check_sequence(subscriber.events, outages=2)
+            _check_sequence(subscriber.events, resent=_resent(agent.log_text()))
             assert subscriber.joins == 3
         finally:
             await subscriber.stop()

@@ -263,13 +263,13 @@ class OCSAgent:
         self._feeds_live = False
         if self._replay is not None and self._replay.active():
             self._replay.cancel()
-        for feed in self.feeds.values():
-            feed.requeue_inflight()
+        resend = sum(feed.requeue_inflight() for feed in self.feeds.values())
         if self._beat.running:
             self._beat.stop()
         if not self._shutting_down:
-            log.warn("lost the router at {url}; ops keep running, feed events are queued, "
-                     "reconnecting", url=self.config.wamp_server)
+            log.warn("lost the router at {url}; ops keep running, feed events are queued "
+                     "({n} unacknowledged, sent again on rejoin), reconnecting",
+                     url=self.config.wamp_server, n=resend)
             if self.config.crossbar_timeout > 0:
                 self._arm_giveup()
 

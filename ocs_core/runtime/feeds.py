@@ -258,12 +258,18 @@ class Feed:
             self.dropped += 1
         self.outbox.append(event)
 
-    def requeue_inflight(self) -> None:
-        """Put events sent but never acknowledged back in the queue, in sequence order."""
-        if not self.inflight:
-            return
+    def requeue_inflight(self) -> int:
+        """Put events sent but never acknowledged back in the queue, in sequence order.
+
+        Returns how many there were: each may reach subscribers twice (at-least-once delivery),
+        when the router delivered it but its acknowledgement was lost with the link.
+        """
+        unacknowledged = len(self.inflight)
+        if not unacknowledged:
+            return 0
         events = sorted(list(self.inflight.values()) + list(self.outbox), key=lambda e: e[1]["seq"])
         self.inflight.clear()
         self.outbox.clear()
         for event in events:
             self.queue(event)
+        return unacknowledged
