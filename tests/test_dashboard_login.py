@@ -8,7 +8,9 @@ import stat
 
 import pytest
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import MemoryReactor, StringTransport
+from twisted.python.failure import Failure
 
 from clients.dashboard import login
 from clients.dashboard.login import KeyFileError, LoginGate, LoginRefused, read_key_file
@@ -201,3 +203,24 @@ def test_key_in_the_address_logs_in_and_redirects_without_it(site):
     for _ in range(login.MAX_FAILURES):
         request(site, "GET", "/?key=wrong")
     assert request(site, "GET", f"/?key={KEY}")[1]["location"] == ["/?login=too-many"]
+
+
+def test_an_open_event_stream_ends_at_the_keepalive_after_its_session_ends(site):
+    code, headers, _ = request(site, "POST", "/auth/login", {"key": KEY}, JSON)
+    cookie = cookie_of(headers).split(";")[0]
+    client = IPv4Address("TCP", "127.0.0.1", 40001)
+    transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 8002), peerAddress=client)
+    channel = site.buildProtocol(client)
+    channel.makeConnection(transport)
+    channel.dataReceived(f"GET /events HTTP/1.1\r\nHost: 127.0.0.1:8002\r\nCookie: {cookie}\r\n\r\n".encode())
+    assert transport.value().startswith(b"HTTP/1.1 200 ") and b"event: hello" in transport.value()
+    dashboard = site.resource.children[b"events"].dashboard
+    (stream,) = dashboard.streams
+    stream.keepalive()
+    assert transport.value().endswith(b": keepalive\n\n\r\n") and not stream.closed  # chunked
+    gate = site.resource.children[b"events"].gate
+    gate.logout(cookie.split("=", 1)[1])  # e.g. the Log out button of another tab
+    stream.keepalive()
+    assert stream.closed and transport.disconnecting
+    channel.connectionLost(Failure(ConnectionDone()))
+    assert not dashboard.streams

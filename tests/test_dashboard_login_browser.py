@@ -84,6 +84,11 @@ def test_login_with_the_printed_key_on_an_authenticated_site(tmp_path_factory):
             until(lambda: js(driver, "return document.querySelectorAll('.op-card').length") > 0, 15,
                   lambda: f"the agent view is not shown: {driver.find_element('id', 'view').text[:500]}")
             assert driver.current_url == web.url + f"#/agent/{FAKER}"
+            # the session ends elsewhere (another tab's Log out): the stream is refused, the form is back
+            js(driver, "fetch('/auth/logout', {method: 'POST', headers: {'Content-Type': 'application/json'},"
+                       " body: '{}'}).then(function () { connect(); });")
+            until(lambda: (login_note(driver) or "").startswith("Your session has ended"), 10,
+                  lambda: f"the page did not notice its session ended: {login_note(driver)!r}")
             driver.delete_all_cookies()
             driver.get(web.url + "?key=wrong-key-in-the-address")
             until(lambda: login_note(driver) == "The key in the address was refused: type the key.", 10,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -32,7 +32,7 @@ from clients.dashboard.history import HistoryUnavailable
 from clients.dashboard.login import LoginGate
 from clients.dashboard.responses import arg, clean, json_reply, refuse_post, set_headers
 from clients.dashboard.service import Dashboard, DashboardError
-from clients.dashboard.web_login import AuthApi, IndexPage, refuse_unless_logged_in
+from clients.dashboard.web_login import AuthApi, IndexPage, refuse_unless_logged_in, session_token
 
 __all__ = ["make_site", "plot_library", "BoundedRequest", "SseStream", "MAX_BODY", "MAX_STREAMS"]
 
@@ -155,9 +155,11 @@ class SseStream:
     bytes; then the stream is closed, and the page's EventSource opens a new one.
     """
 
-    def __init__(self, request: server.Request, watch: str | None) -> None:
+    def __init__(self, request: server.Request, watch: str | None,
+                 allowed: Callable[[], bool] | None = None) -> None:
         self.request = request
         self.watch = watch
+        self.allowed = allowed  #: asked at every keepalive: False (a logout) ends the stream
         self.closed = False
         self.behind: int | None = None  # bytes written since the transport asked us to pause
         request.registerProducer(self, True)
@@ -179,18 +181,24 @@ class SseStream:
         if self.behind is not None:
             self.behind += len(data)
             if self.behind > MAX_BEHIND:
-                self.closed = True
-                transport = self.request.channel.transport
-                abort = getattr(transport, "abortConnection", None) or transport.loseConnection
-                abort()  # drop the backlog now, not once it is written
+                self._drop()
                 return
         self.request.write(data)
+
+    def _drop(self) -> None:
+        self.closed = True
+        transport = self.request.channel.transport
+        abort = getattr(transport, "abortConnection", None) or transport.loseConnection
+        abort()  # drop the backlog now, not once it is written
 
     def send(self, event: str, data: Any) -> None:
         body = json.dumps(clean(data), allow_nan=False, separators=(",", ":"), default=str)
         self._write(f"event: {event}\ndata: {body}\n\n".encode())
 
     def keepalive(self) -> None:
+        if self.allowed is not None and not self.allowed():
+            self._drop()  # its session ended (logout elsewhere, expiry): the page finds out
+            return
         self._write(b": keepalive\n\n")
 
 
@@ -214,7 +222,8 @@ class _Events(resource.Resource):
         set_headers(request, b"text/event-stream")
         request.setHeader(b"x-accel-buffering", b"no")
         request.write(b"retry: 1000\n\n")
-        stream = SseStream(request, watch)
+        token = session_token(request)
+        stream = SseStream(request, watch, (lambda: self.gate.valid(token)) if self.gate.required else None)
         self.dashboard.add_stream(stream)
 
         def closed(_: Any) -> None:

@@ -22,7 +22,7 @@ from twisted.web import resource, server
 from clients.dashboard.login import LoginGate, LoginRefused
 from clients.dashboard.responses import arg, json_reply, refuse_post, set_headers
 
-__all__ = ["IndexPage", "AuthApi", "refuse_unless_logged_in", "cookie_name", "NOT_LOGGED_IN"]
+__all__ = ["IndexPage", "AuthApi", "refuse_unless_logged_in", "cookie_name", "session_token", "NOT_LOGGED_IN"]
 
 NOT_LOGGED_IN = ("not logged in: this dashboard needs its key (open the address `ocs-core web` "
                  "printed, or type the key on the page)")
@@ -33,7 +33,8 @@ def cookie_name(request: server.Request) -> bytes:
     return b"ocs_dashboard_%d" % request.getHost().port
 
 
-def _token(request: server.Request) -> str | None:
+def session_token(request: server.Request) -> str | None:
+    """The session token of the request's cookie, or None."""
     value = request.getCookie(cookie_name(request))
     return value.decode("ascii", "replace") if value else None
 
@@ -54,7 +55,7 @@ def _clear_session(request: server.Request) -> None:
 
 def refuse_unless_logged_in(gate: LoginGate, request: server.Request) -> bytes | None:
     """A 401 reply for a request without a live session, else None (also when no login is needed)."""
-    if gate.valid(_token(request)):
+    if gate.valid(session_token(request)):
         return None
     return json_reply(request, {"error": NOT_LOGGED_IN}, 401)
 
@@ -105,7 +106,7 @@ class AuthApi(resource.Resource):
     def render_GET(self, request):  # noqa: N802
         if self._name(request) != "session":
             return json_reply(request, {"error": "GET /auth/session; POST /auth/login or /auth/logout"}, 404)
-        return json_reply(request, {"required": self.gate.required, "logged_in": self.gate.valid(_token(request))})
+        return json_reply(request, {"required": self.gate.required, "logged_in": self.gate.valid(session_token(request))})
 
     def render_POST(self, request):  # noqa: N802
         name = self._name(request)
@@ -115,7 +116,7 @@ class AuthApi(resource.Resource):
         if refused is not None:
             return refused
         if name == "logout":
-            self.gate.logout(_token(request))
+            self.gate.logout(session_token(request))
             _clear_session(request)
             return json_reply(request, {"logged_in": False})
         try:
