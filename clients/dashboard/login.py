@@ -147,7 +147,7 @@ class LoginGate:
         given = candidate.encode("utf-8", "replace") if isinstance(candidate, str) else b""
         if not given or not hmac.compare_digest(given, self._key):
             self._failed(client, now)
-            raise LoginRefused("wrong key: use the key `ocs-core web` printed in its address line "
+            raise LoginRefused("wrong key: use the key that ocs-core web printed in its address line "
                                "(or the one in its --key-file)", 401)
         self._expire(now)
         token = secrets.token_urlsafe(32)

@@ -24,7 +24,7 @@ from clients.dashboard.responses import arg, json_reply, refuse_post, set_header
 
 __all__ = ["IndexPage", "AuthApi", "refuse_unless_logged_in", "cookie_name", "session_token", "NOT_LOGGED_IN"]
 
-NOT_LOGGED_IN = ("not logged in: this dashboard needs its key (open the address `ocs-core web` "
+NOT_LOGGED_IN = ("not logged in: this dashboard needs its key (open the address that ocs-core web "
                  "printed, or type the key on the page)")
 
 

@@ -38,7 +38,7 @@ function showLogin(note) {
   var error = h("p", { id: "login-error", cls: "error", text: note || "" });
   var form = h("form", { id: "login", cls: "login" }, [
     h("h2", { text: "Log in" }),
-    h("p", { text: "This dashboard needs its key: the one in the address `ocs-core web` printed " +
+    h("p", { text: "This dashboard needs its key: the one in the address that ocs-core web printed " +
                    "(http://...?key=...), or in its --key-file. The key lets you see the site; op buttons " +
                    "still act with your ocs access password." }),
     h("label", {}, ["key ", input]), " ", h("button", { type: "submit", text: "Log in" }), error]);
