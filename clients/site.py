@@ -21,6 +21,7 @@ class Hub:
     address_root: str
     http_key: str | None = None  #: signs HTTP bridge requests when set
     http_secret: str | None = field(default=None, repr=False)
+    authenticated: bool = False  #: the router authenticates agents (``hub.auth`` is not ``none``)
 
     @property
     def signing(self) -> tuple[str, str] | None:
@@ -123,4 +124,5 @@ def _hub_of(ns: argparse.Namespace) -> Hub:
         if secret is None:
             raise site_args.SiteConfigError(f"{ns.site_credentials}: no secret for hub.http_key "
                                             f"{key!r}; ask for the site's credentials file")
-    return Hub(ns.site_hub, ns.site_http, ns.site_realm, ns.address_root, key, secret)
+    return Hub(ns.site_hub, ns.site_http, ns.site_realm, ns.address_root, key, secret,
+               bool(getattr(ns, "site_authenticated", False)))

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any, Callable
@@ -69,9 +70,9 @@ def quit_chromium(driver: Any) -> None:
 
 
 class WebProcess:
-    """``ocs-core web`` for a site file, on a free loopback port."""
+    """``ocs-core web`` for a site file, on a free loopback port (``args``: more options)."""
 
-    def __init__(self, site_file: Path, log_path: Path) -> None:
+    def __init__(self, site_file: Path, log_path: Path, args: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log_path = log_path
@@ -79,7 +80,7 @@ class WebProcess:
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "ocs_core.cli", "web", "--site-file", str(site_file),
-                 "--site-host", "localhost", "--port", str(self.port)],
+                 "--site-host", "localhost", "--port", str(self.port), *args],
                 stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=project_env())
         until(self._answers, 20, lambda: f"ocs-core web did not answer: {self.log_text()[-2000:]}")
 
@@ -88,6 +89,8 @@ class WebProcess:
         try:
             with urllib.request.urlopen(self.url + "api/site", timeout=2) as reply:
                 return reply.status == 200
+        except urllib.error.HTTPError as exc:
+            return exc.code == 401  # a dashboard with a key: it answers, logged out
         except OSError:
             return False
 

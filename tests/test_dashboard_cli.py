@@ -32,3 +32,14 @@ def test_port_taken_and_bad_port(tmp_path):
     assert "Traceback" not in result.stderr
     result = web("--site-file", str(site), "--port", "70000")
     assert result.returncode == 1 and "--port 70000 is not a TCP port" in result.stderr
+
+
+def test_key_file_readable_by_others_is_refused(tmp_path):
+    site = write_site_config(tmp_path, 1)
+    key = tmp_path / "dashboard-key"
+    key.write_text("k" * 43 + "\n")
+    key.chmod(0o644)
+    result = web("--site-file", str(site), "--key-file", str(key), "--port", "0")
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert f"ocs-core: error: {key}: readable by group or others (mode 0644); run: chmod 600" in result.stderr
+    assert "k" * 43 not in result.stderr

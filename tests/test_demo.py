@@ -32,7 +32,10 @@ def test_demo_end_to_end(tmp_path):
     assert re.search(r"step +8 .*\([\d.]+ ms\)", out)
     assert "adaptive_scan ended: adaptive_scan: reached max_steps" in out
     assert "site down" in out and "demo finished" in out
-    assert re.search(r"=== dashboard: http://127\.0\.0\.1:\d+/", out)
+    # the dashboard's address carries its key, kept private in the run directory
+    key = re.search(r"=== dashboard: http://127\.0\.0\.1:\d+/\?key=([A-Za-z0-9_-]+) ", out).group(1)
+    key_file = tmp_path / "run" / "dashboard-key"
+    assert key_file.read_text().strip() == key and key_file.stat().st_mode & 0o077 == 0
     # the project's site runs authenticated: one line says so; keys created private
     assert len([l for l in out.splitlines() if "router authenticated (cryptosign), HTTP bridge signed" in l]) == 1
     assert (tmp_path / "ocs-credentials.yaml").stat().st_mode & 0o077 == 0

@@ -38,7 +38,7 @@ SANS_IO = [
     "agents.access.director",
     "agents.instrument.commands", "agents.instrument.signatures", "agents.instrument.profiles",
     "agents.rig.events", "agents.rig.messages", "agents.rig.feed_format", "agents.rig.state",
-    "clients.dashboard.model",
+    "clients.dashboard.model", "clients.dashboard.login",
     "ocs_core.archive.downsample", "ocs_core.archive.series", "ocs_core.archive.sqlite_reader",
     "agents.archive.events", "agents.archive.tracker", "agents.archive.store",
     "agents.archive.line_protocol", "clients.archive",

@@ -2,7 +2,8 @@
 
 | path | what |
 | --- | --- |
-| ``/`` | the page (``static/index.html``) |
+| ``/`` | the page (``static/index.html``); ``/?key=KEY`` logs in (see :mod:`clients.dashboard.web_login`) |
+| ``/auth/session``, ``POST /auth/login``, ``POST /auth/logout`` | the login |
 | ``/static/<file>`` | the page's script and style |
 | ``/lib/dygraph.js``, ``/lib/dygraph.css`` | dygraphs, served from the installed ``dygraphs`` wheel |
 | ``/events?watch=ADDRESS`` | server-sent events: ``hello``, ``router``, ``agent``, ``api``, ``points`` |
@@ -13,23 +14,25 @@
 | ``POST /api/op`` | ``{"agent", "op", "action", "params", "password"}``: an op request |
 
 Request bodies are bounded (:data:`MAX_BODY`), POSTs must be JSON from the page's own origin,
-and at most :data:`MAX_STREAMS` event streams are open at once.
+and at most :data:`MAX_STREAMS` event streams are open at once. When the dashboard has a key,
+``/events`` and ``/api/*`` need a logged-in session (401 otherwise); the page and its scripts do not.
 """
 from __future__ import annotations
 
 import importlib.util
 import json
-import math
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, Callable
 
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web import resource, server
 
 from clients.dashboard.history import HistoryUnavailable
+from clients.dashboard.login import LoginGate
+from clients.dashboard.responses import arg, clean, json_reply, refuse_post, set_headers
 from clients.dashboard.service import Dashboard, DashboardError
+from clients.dashboard.web_login import AuthApi, IndexPage, refuse_unless_logged_in, session_token
 
 __all__ = ["make_site", "plot_library", "BoundedRequest", "SseStream", "MAX_BODY", "MAX_STREAMS"]
 
@@ -37,18 +40,13 @@ log = Logger(namespace="clients.dashboard.web")
 
 STATIC = Path(__file__).resolve().parent / "static"
 _STATIC_FILES = {"app.js": "text/javascript", "panels.js": "text/javascript", "plots.js": "text/javascript",
+                 "login.js": "text/javascript",
                  "app.css": "text/css"}
 #: Largest request body (bytes) and most open event streams.
 MAX_BODY = 64 * 1024
 MAX_STREAMS = 32
 #: Bytes an event stream may fall behind a page that does not read before it is closed.
 MAX_BEHIND = 8 * 1024 * 1024
-_SECURITY_HEADERS = {
-    b"content-security-policy": b"default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:",
-    b"x-content-type-options": b"nosniff",
-    b"referrer-policy": b"no-referrer",
-    b"cache-control": b"no-store",
-}
 
 
 def plot_library() -> dict[str, Path]:
@@ -99,34 +97,6 @@ class BoundedRequest(server.Request):
         transport.loseConnection()
 
 
-def _headers(request: server.Request, content_type: bytes) -> None:
-    request.setHeader(b"content-type", content_type)
-    for k, v in _SECURITY_HEADERS.items():
-        request.setHeader(k, v)
-
-
-def _json(request: server.Request, doc: Any, code: int = 200) -> bytes:
-    request.setResponseCode(code)
-    _headers(request, b"application/json")
-    return json.dumps(doc, allow_nan=False, default=str).encode()
-
-
-def _clean(doc: Any) -> Any:
-    """JSON-safe: non-finite floats become null."""
-    if isinstance(doc, float) and not math.isfinite(doc):
-        return None
-    if isinstance(doc, dict):
-        return {k: _clean(v) for k, v in doc.items()}
-    if isinstance(doc, (list, tuple)):
-        return [_clean(v) for v in doc]
-    return doc
-
-
-def _arg(request: server.Request, name: str) -> str | None:
-    values = request.args.get(name.encode())
-    return values[0].decode("utf-8", "replace") if values else None
-
-
 def _async_json(request: server.Request, coro: Any) -> int:
     """Answer ``request`` with the JSON result of ``coro`` (errors: 400/503 with ``{"error"}``)."""
     d = defer.ensureDeferred(coro)
@@ -139,16 +109,16 @@ def _async_json(request: server.Request, coro: Any) -> int:
             request.finish()
 
     def ok(doc: Any) -> None:
-        write(_json(request, _clean(doc)))
+        write(json_reply(request, clean(doc)))
 
     def failed(failure: Any) -> None:
         if failure.check(DashboardError):
-            write(_json(request, {"error": str(failure.value)}, 400))
+            write(json_reply(request, {"error": str(failure.value)}, 400))
         elif failure.check(HistoryUnavailable):
-            write(_json(request, {"error": str(failure.value)}, 503))
+            write(json_reply(request, {"error": str(failure.value)}, 503))
         else:
             log.error("dashboard request {uri} failed: {why}", uri=request.uri, why=failure.getTraceback())
-            write(_json(request, {"error": f"internal error: {failure.getErrorMessage()}"}, 500))
+            write(json_reply(request, {"error": f"internal error: {failure.getErrorMessage()}"}, 500))
 
     d.addCallbacks(ok, failed)
     return server.NOT_DONE_YET
@@ -163,7 +133,7 @@ class _File(resource.Resource):
         self.content_type = content_type.encode()
 
     def render_GET(self, request):  # noqa: N802
-        _headers(request, self.content_type)
+        set_headers(request, self.content_type)
         request.setHeader(b"cache-control", b"max-age=3600" if b"javascript" in self.content_type else b"no-store")
         return self.body
 
@@ -185,9 +155,11 @@ class SseStream:
     bytes; then the stream is closed, and the page's EventSource opens a new one.
     """
 
-    def __init__(self, request: server.Request, watch: str | None) -> None:
+    def __init__(self, request: server.Request, watch: str | None,
+                 allowed: Callable[[], bool] | None = None) -> None:
         self.request = request
         self.watch = watch
+        self.allowed = allowed  #: asked at every keepalive: False (a logout) ends the stream
         self.closed = False
         self.behind: int | None = None  # bytes written since the transport asked us to pause
         request.registerProducer(self, True)
@@ -209,38 +181,49 @@ class SseStream:
         if self.behind is not None:
             self.behind += len(data)
             if self.behind > MAX_BEHIND:
-                self.closed = True
-                transport = self.request.channel.transport
-                abort = getattr(transport, "abortConnection", None) or transport.loseConnection
-                abort()  # drop the backlog now, not once it is written
+                self._drop()
                 return
         self.request.write(data)
 
+    def _drop(self) -> None:
+        self.closed = True
+        transport = self.request.channel.transport
+        abort = getattr(transport, "abortConnection", None) or transport.loseConnection
+        abort()  # drop the backlog now, not once it is written
+
     def send(self, event: str, data: Any) -> None:
-        body = json.dumps(_clean(data), allow_nan=False, separators=(",", ":"), default=str)
+        body = json.dumps(clean(data), allow_nan=False, separators=(",", ":"), default=str)
         self._write(f"event: {event}\ndata: {body}\n\n".encode())
 
     def keepalive(self) -> None:
+        if self.allowed is not None and not self.allowed():
+            self._drop()  # its session ended (logout elsewhere, expiry): the page finds out
+            return
         self._write(b": keepalive\n\n")
 
 
 class _Events(resource.Resource):
     isLeaf = True
 
-    def __init__(self, dashboard: Dashboard) -> None:
+    def __init__(self, dashboard: Dashboard, gate: LoginGate) -> None:
         super().__init__()
         self.dashboard = dashboard
+        self.gate = gate
 
     def render_GET(self, request):  # noqa: N802
+        refused = refuse_unless_logged_in(self.gate, request)
+        if refused is not None:
+            return refused
         if len(self.dashboard.streams) >= MAX_STREAMS:
-            return _json(request, {"error": f"too many open pages (at most {MAX_STREAMS})"}, 503)
-        watch = _arg(request, "watch") or None
+            return json_reply(request, {"error": f"too many open pages (at most {MAX_STREAMS})"}, 503)
+        watch = arg(request, "watch") or None
         if watch is not None and len(watch) > 255:
-            return _json(request, {"error": "watch: an agent address of at most 255 characters"}, 400)
-        _headers(request, b"text/event-stream")
+            return json_reply(request, {"error": "watch: an agent address of at most 255 characters"}, 400)
+        set_headers(request, b"text/event-stream")
         request.setHeader(b"x-accel-buffering", b"no")
         request.write(b"retry: 1000\n\n")
-        stream = SseStream(request, watch)
+        token = session_token(request)
+        stream = SseStream(request, watch, (lambda: self.gate.valid(token)) if self.gate.required else None)
         self.dashboard.add_stream(stream)
 
         def closed(_: Any) -> None:
@@ -254,50 +237,51 @@ class _Events(resource.Resource):
 class _Api(resource.Resource):
     isLeaf = True
 
-    def __init__(self, dashboard: Dashboard) -> None:
+    def __init__(self, dashboard: Dashboard, gate: LoginGate) -> None:
         super().__init__()
         self.dashboard = dashboard
+        self.gate = gate
+
+    def render(self, request):
+        refused = refuse_unless_logged_in(self.gate, request)
+        return refused if refused is not None else super().render(request)
 
     def render_GET(self, request):  # noqa: N802
         name = request.postpath[0].decode("utf-8", "replace") if request.postpath else ""
         d = self.dashboard
         try:
             if name == "site":
-                return _json(request, _clean(d.hello()))
+                return json_reply(request, clean(d.hello()))
             if name == "agent":
-                return _async_json(request, d.agent_info(_arg(request, "agent")))
+                return _async_json(request, d.agent_info(arg(request, "agent")))
             if name == "feed":
-                max_points = _int(_arg(request, "max_points"), "max_points")
-                return _json(request, _clean(d.feed_points(_arg(request, "agent"), _arg(request, "feed"),
+                max_points = _int(arg(request, "max_points"), "max_points")
+                return json_reply(request, clean(d.feed_points(arg(request, "agent"), arg(request, "feed"),
                                                             max_points)))
             if name == "history":
-                fields = _arg(request, "fields")
+                fields = arg(request, "fields")
                 return _async_json(request, d.history.query(
-                    _arg(request, "address"), _arg(request, "feed"),
+                    arg(request, "address"), arg(request, "feed"),
                     [f for f in fields.split(",") if f] if fields else None,
-                    _float(_arg(request, "start"), "start"), _float(_arg(request, "stop"), "stop"),
-                    _int(_arg(request, "max_points"), "max_points") or 2000))
+                    _float(arg(request, "start"), "start"), _float(arg(request, "stop"), "stop"),
+                    _int(arg(request, "max_points"), "max_points") or 2000))
         except DashboardError as exc:
-            return _json(request, {"error": str(exc)}, 400)
+            return json_reply(request, {"error": str(exc)}, 400)
         except HistoryUnavailable as exc:
-            return _json(request, {"error": str(exc)}, 503)
-        return _json(request, {"error": f"no API {name!r}"}, 404)
+            return json_reply(request, {"error": str(exc)}, 503)
+        return json_reply(request, {"error": f"no API {name!r}"}, 404)
 
     def render_POST(self, request):  # noqa: N802
         name = request.postpath[0].decode("utf-8", "replace") if request.postpath else ""
         if name != "op":
-            return _json(request, {"error": f"no API {name!r} for POST"}, 404)
-        ctype = (request.getHeader("content-type") or "").split(";")[0].strip().lower()
-        if ctype != "application/json":
-            return _json(request, {"error": "POST a JSON body (Content-Type: application/json)"}, 415)
-        origin = request.getHeader("origin")
-        host = request.getHeader("host")
-        if origin is not None and urlsplit(origin).netloc != host:
-            return _json(request, {"error": f"requests from origin {origin!r} are not accepted"}, 403)
+            return json_reply(request, {"error": f"no API {name!r} for POST"}, 404)
+        refused = refuse_post(request)
+        if refused is not None:
+            return refused
         try:
             body = json.loads(request.content.read().decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
-            return _json(request, {"error": f"the body is not JSON: {exc}"}, 400)
+            return json_reply(request, {"error": f"the body is not JSON: {exc}"}, 400)
         return _async_json(request, self.dashboard.op_request(body))
 
 
@@ -319,16 +303,19 @@ def _int(text: str | None, name: str) -> int | None:
         raise DashboardError(f"{name}={text!r} is not an integer") from None
 
 
-def make_site(dashboard: Dashboard) -> server.Site:
-    """The Twisted web site of ``dashboard``."""
+def make_site(dashboard: Dashboard, gate: LoginGate | None = None) -> server.Site:
+    """The Twisted web site of ``dashboard``; ``gate`` holds its key and logins (default: none
+    needed)."""
+    gate = gate if gate is not None else LoginGate(None)
     root = resource.Resource()
-    root.putChild(b"", _File(STATIC / "index.html", "text/html; charset=utf-8"))
+    root.putChild(b"", IndexPage(STATIC / "index.html", gate))
+    root.putChild(b"auth", AuthApi(gate))
     root.putChild(b"static", _Static({n: (STATIC / n, t) for n, t in _STATIC_FILES.items()}))
     lib = plot_library()
     root.putChild(b"lib", _Static({"dygraph.js": (lib["dygraph.js"], "text/javascript"),
                                    "dygraph.css": (lib["dygraph.css"], "text/css")}))
-    root.putChild(b"events", _Events(dashboard))
-    root.putChild(b"api", _Api(dashboard))
+    root.putChild(b"events", _Events(dashboard, gate))
+    root.putChild(b"api", _Api(dashboard, gate))
     site = server.Site(root)
     site.requestFactory = BoundedRequest
     site.displayTracebacks = False

@@ -8,7 +8,8 @@
 5. where the archiver (FeedArchiver) put the recorded feeds;
 6. ``ocs-core down``, whatever happened before.
 
-``ocs-core web`` serves the dashboard throughout (its address is printed); with ``--keep``
+``ocs-core web`` serves the dashboard throughout (its address with its key is printed; the key
+is kept in ``<run-dir>/dashboard-key``); with ``--keep``
 (``make demo KEEP=1``) the site and the page stay up, with a new adaptive scan every 30 s to
 watch on the OBE panel, until Ctrl-C.
 
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 EXAMPLES = Path(__file__).resolve().parent
 
@@ -41,9 +43,16 @@ def run(step: str, cmd: list[str], timeout: float) -> None:
     print(f"--- {step} done in {time.monotonic() - t0:.1f} s", flush=True)
 
 
-def start_dashboard(ocs_core: list[str], site: list[str], port: int, log: Path) -> tuple[subprocess.Popen, str]:
-    """``ocs-core web`` on ``port`` (another free one if it is taken), logging to ``log``; its
-    process and address."""
+def start_dashboard(ocs_core: list[str], site: list[str], port: int, log: Path,
+                    key_file: Path) -> tuple[subprocess.Popen, str]:
+    """``ocs-core web`` on ``port`` (another free one if it is taken) with the key of
+    ``key_file`` (made once, mode 0600), logging to ``log``; its process and address with the key."""
+    from clients.dashboard.login import KeyFileError, read_key_file
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        key, _ = read_key_file(key_file)
+    except KeyFileError as exc:
+        raise RuntimeError(str(exc)) from None
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
         try:
@@ -53,9 +62,9 @@ def start_dashboard(ocs_core: list[str], site: list[str], port: int, log: Path) 
             port = probe.getsockname()[1]
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        proc = subprocess.Popen([*ocs_core, "web", "--port", str(port), *site], stdout=out, stderr=out,
-                                stdin=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/"
+        proc = subprocess.Popen([*ocs_core, "web", "--port", str(port), "--key-file", str(key_file), *site],
+                                stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/?key={quote(key, safe='')}"
     deadline = time.monotonic() + 20
     while proc.poll() is None and time.monotonic() < deadline:
         try:
@@ -63,7 +72,7 @@ def start_dashboard(ocs_core: list[str], site: list[str], port: int, log: Path) 
             break
         except OSError:
             time.sleep(0.2)
-    print(f"\n=== dashboard: {url} (ocs-core web; log {log})", flush=True)
+    print(f"\n=== dashboard: {url} (ocs-core web; the key is in {key_file}; log {log})", flush=True)
     return proc, url
 
 
@@ -146,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
             raise RuntimeError("creating the site's credentials failed")
         run("bring up the site", [*ocs_core, "up", "--run-dir", args.run_dir, *site], 180)
         web_port = args.web_port or (args.port + 10 if args.port else 8002)
-        web, url = start_dashboard(ocs_core, site, web_port, Path(args.run_dir) / "web.log")
+        web, url = start_dashboard(ocs_core, site, web_port, Path(args.run_dir) / "web.log",
+                                   Path(args.run_dir) / "dashboard-key")
         for step, cmd, timeout in steps:
             run(step, cmd, timeout)
         report_archive(site)

@@ -343,6 +343,7 @@ def _fill(ns: argparse.Namespace, cfg: SiteConfig | None, host: HostConfig | Non
                     "site_realm": hub.wamp_realm, "address_root": hub.address_root,
                     "access_policy": hub.access_policy}
         ns.site_http_key, ns.site_credentials = hub.http_key, hub.credentials
+        ns.site_authenticated = hub.authenticated
         for key, value in defaults.items():
             if getattr(ns, key, None) is None:
                 setattr(ns, key, value)

@@ -35,7 +35,12 @@ function connect() {
   var url = "/events" + (state.watch ? "?watch=" + encodeURIComponent(state.watch) : "");
   var src = state.source = new EventSource(url);
   src.addEventListener("open", function () { state.server = true; banner(); });
-  src.addEventListener("error", function () { state.server = false; banner(); });
+  src.addEventListener("error", function () {
+    state.server = false; banner();
+    // the browser retries a lost stream by itself, but not a refused one (401 after a logout
+    // elsewhere or a restart of ocs-core web, 503 when too many pages are open)
+    if (src.readyState === EventSource.CLOSED) setTimeout(function () { if (state.source === src) recheck(); }, 1000);
+  });
   src.addEventListener("hello", function (e) {
     var d = JSON.parse(e.data);
     state.root = d.address_root; state.connected = d.connected; state.archiver = d.archiver;
@@ -330,10 +335,4 @@ function updateSessions() {
   });
 }
 
-window.addEventListener("hashchange", route);
-window.addEventListener("load", function () {
-  route();
-  setInterval(updateAges, 500);
-  setInterval(redraw, 400);
-});
 window.dashboard = state;
