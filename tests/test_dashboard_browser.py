@@ -50,18 +50,6 @@ def web(site):
 
 
 @pytest.fixture(scope="module")
-def shots(tmp_path_factory, request):
-    """The folder of this module's screenshots, named in the test log (also without -s)."""
-    folder = tmp_path_factory.mktemp("dashboard-screenshots")
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is not None and capture is not None:
-        with capture.global_and_fixture_disabled():  # past the output capture, into the log
-            reporter.write_line(f"\ndashboard screenshots: {folder}")
-    return folder
-
-
-@pytest.fixture(scope="module")
 def browser(web):
     driver = start_chromium()
     yield driver

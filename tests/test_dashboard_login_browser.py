@@ -48,7 +48,7 @@ def type_key(driver, key):
     driver.find_element("css selector", "form.login button[type=submit]").click()
 
 
-def test_login_with_the_printed_key_on_an_authenticated_site(tmp_path_factory):
+def test_login_with_the_printed_key_on_an_authenticated_site(tmp_path_factory, shots):
     need_browser()
     instances = [{"agent-class": "FakeDataAgent", "instance-id": FAKER, "arguments": []}]
     with running_router(tmp_path_factory.mktemp("dash-login"), instances=instances, auth=True) as site:
@@ -72,6 +72,7 @@ def test_login_with_the_printed_key_on_an_authenticated_site(tmp_path_factory):
             type_key(driver, "not-the-key")
             until(lambda: (login_note(driver) or "").startswith("wrong key"), 10,
                   lambda: f"a wrong key was not refused with a message: {login_note(driver)!r}")
+            driver.save_screenshot(str(shots / "login.png"))
             type_key(driver, key)
             until(lambda: f"observatory.{FAKER}=alive" in agents_listed(driver), 10,
                   lambda: f"the site view does not list {FAKER}: {agents_listed(driver)}")
