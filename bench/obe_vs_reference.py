@@ -54,6 +54,9 @@ TRUTH = np.array([2.7777, -1000.0, 50300.0])
 NOISE, D, N_SETTINGS = 500.0, 0.1, 200
 SETTINGS = np.linspace(1.5, 4.5, N_SETTINGS)
 NAMES = ("x0", "a", "b")
+#: The prior's density, for our engine's resample-move step (the same distributions as prior()).
+PRIOR_SPECS = {"x0": {"uniform": [2.0, 4.0]}, "a": {"uniform": [-2000.0, -400.0]},
+               "b": {"normal": [50000.0, 1000.0]}}
 
 
 def lorentzian(settings, params, constants):
@@ -82,7 +85,8 @@ class Ours:
 
     def __init__(self, particles: np.ndarray, seed: int, options: dict, settings=SETTINGS) -> None:
         self.e = OBEEngine(lorentzian, (settings,), particles, (D,), parameter_names=NAMES,
-                           default_noise_std=NOISE, scale=False, seed=seed, **options)
+                           default_noise_std=NOISE, scale=False, seed=seed,
+                           **{"log_prior": PRIOR_SPECS, **options})
 
     def choose(self) -> float:
         return self.e.optimal_setting()[0]
