@@ -112,3 +112,16 @@ def test_configuration_keys():
         OBEEngine.from_config({**cfg, "prior_density": {"m": {"uniform": [-1, 1]}}})
     with pytest.raises(ValueError, match="'move_steps'"):
         OBEEngine.from_config({"model": "line", "settings": [0, 1], "move_steps": 1000})
+
+
+def test_hastings_ratio_of_the_shrinking_kernel():
+    # A flat posterior (uniform prior, an uninformative measurement) must stay uniform through
+    # resamples with a strong shrink (a = 0.8, scale=True); without the kernel's Hastings
+    # ratio the cloud would contract towards the mean (std 0.16 instead of 1/sqrt(12)).
+    eng = OBEEngine("line", [0.0, 1.0], {"m": {"uniform": [0, 1]}, "b": {"uniform": [0, 1]}},
+                    n_particles=20000, a_param=0.8, scale=True, seed=2)
+    eng.update((1.0,), 0.0, 1e3)
+    for _ in range(30):
+        eng.resample()
+    np.testing.assert_allclose(eng.std(), 1 / np.sqrt(12), rtol=0.03)
+    np.testing.assert_allclose(eng.mean(), 0.5, atol=0.01)
