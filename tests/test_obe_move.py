@@ -98,6 +98,8 @@ def test_moves_off_without_a_known_density():
     eng = OBEEngine("line", [0.0, 1.0], samples, log_prior=NORMAL_PRIOR)
     eng.set_particles(samples[:, :500])
     assert not eng.mover.enabled
+    with pytest.raises(ValueError, match="one prior spec per parameter"):
+        OBEEngine("line", [0.0, 1.0], samples, log_prior={"m": {"normal": [0, 1]}})
     with pytest.raises(ValueError, match="move_steps"):
         OBEEngine("line", [0.0, 1.0], samples, move_steps=-1)
 
@@ -125,3 +127,21 @@ def test_hastings_ratio_of_the_shrinking_kernel():
         eng.resample()
     np.testing.assert_allclose(eng.std(), 1 / np.sqrt(12), rtol=0.03)
     np.testing.assert_allclose(eng.mean(), 0.5, atol=0.01)
+
+
+def test_a_failing_model_leaves_the_resample_plain():
+    broken = {"now": False}
+
+    def fragile(settings, params, constants):
+        if broken["now"]:
+            raise ValueError("no")
+        return params[0] * settings[0] + params[1]
+
+    eng = OBEEngine(fragile, [0.0, 1.0], np.random.default_rng(0).normal(size=(2, 500)),
+                    log_prior=lambda p: -0.5 * (p[0] ** 2 + p[1] ** 2), seed=0)
+    eng.update((1.0,), 0.5, SIGMA)
+    broken["now"] = True  # the proposals' evaluation fails
+    resamples, moves = eng.posterior.n_resamples, eng.mover.n_moves
+    eng.resample()
+    assert eng.posterior.n_resamples == resamples + 1 and eng.mover.n_moves == moves
+    assert eng.mover.n_skipped == 1 and eng.mover.logpost is None

@@ -29,6 +29,9 @@ LogPrior = Callable[[tuple], np.ndarray]
 def log_prior_from_specs(specs: Mapping[str, Any], names: Sequence[str]) -> LogPrior:
     """The log density (up to a constant) of independent prior specs, parameters in ``names``
     order: a function of a tuple of arrays returning ``(N,)``, ``-inf`` outside the support."""
+    if sorted(specs) != sorted(names):
+        raise ValueError(f"log_prior must give one prior spec per parameter {list(names)}, "
+                         f"got {sorted(specs)}")
     parts = [(i, *check_prior_spec(name, specs[name])) for i, name in enumerate(names)]
 
     def log_prior(params: tuple) -> np.ndarray:
@@ -134,17 +137,18 @@ class ExactMove:
 
     def log_target(self, x: np.ndarray) -> np.ndarray:
         """Log posterior (up to the carried constant) of particles ``x`` (P, N)."""
-        out = np.asarray(self.log_prior(tuple(x)), dtype=float).copy()
-        k = -0.5 * self.choke
-        for i, s in enumerate(self._settings):
-            f = self._evaluate(s, x)
-            for c in range(self.n_channels):
-                d = f[c]
-                d -= self._ybar[i, c]
-                np.square(d, out=d)
-                d *= k * self._w[i, c]
-                out += d
-        out += self._offset
+        with np.errstate(all="ignore"):  # proposals outside the support: -inf, no warnings
+            out = np.array(np.broadcast_to(self.log_prior(tuple(x)), (x.shape[1],)), dtype=float)
+            k = -0.5 * self.choke
+            for i, s in enumerate(self._settings):
+                f = self._evaluate(s, x)
+                for c in range(self.n_channels):
+                    d = f[c]
+                    d -= self._ybar[i, c]
+                    np.square(d, out=d)
+                    d *= k * self._w[i, c]
+                    out += d
+            out += self._offset
         return np.nan_to_num(out, nan=-np.inf, posinf=-np.inf)
 
     # ------------------------------------------------------------------ the move
@@ -164,21 +168,27 @@ class ExactMove:
             self.n_skipped += 1
             self.logpost = None
             return proposal
-        lp = self.logpost[idx] if cached else self.log_target(parents)
-        prec = np.linalg.pinv(cov) if shrink else None
-        x = parents
-        for step in range(steps):
-            prop = proposal if step == 0 else propose(x)
-            lp_prop = self.log_target(prop)
-            log_alpha = lp_prop - lp
-            if prec is not None:
-                log_alpha += 0.5 * (_mahalanobis(prop, mu, prec) - _mahalanobis(x, mu, prec))
-            with np.errstate(invalid="ignore"):
-                take = np.log(rng.random(n)) < log_alpha  # NaN (inf - inf) rejects
-            x = np.where(take, prop, x)
-            lp = np.where(take, lp_prop, lp)
-            self.n_proposed += n
-            self.n_accepted += int(take.sum())
+        try:
+            lp = self.logpost[idx] if cached else self.log_target(parents)
+            prec = np.linalg.pinv(cov) if shrink else None
+            x = parents
+            for step in range(steps):
+                prop = proposal if step == 0 else propose(x)
+                lp_prop = self.log_target(prop)
+                log_alpha = lp_prop - lp
+                if prec is not None:
+                    log_alpha += 0.5 * (_mahalanobis(prop, mu, prec) - _mahalanobis(x, mu, prec))
+                with np.errstate(invalid="ignore"):
+                    take = np.log(rng.random(n)) < log_alpha  # NaN (inf - inf) rejects
+                x = np.where(take, prop, x)
+                lp = np.where(take, lp_prop, lp)
+                self.n_proposed += n
+                self.n_accepted += int(take.sum())
+        except (ValueError, TypeError, IndexError, ArithmeticError, np.linalg.LinAlgError):
+            # the model failed on a proposal: this resample stays plain Liu-West
+            self.n_skipped += 1
+            self.logpost = None
+            return proposal
         self.logpost = lp
         self.n_moves += 1
         return np.ascontiguousarray(x)
