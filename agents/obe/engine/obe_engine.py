@@ -243,9 +243,11 @@ class OBEEngine(SettingSelection, PosteriorViews):
         except (ValueError, TypeError, IndexError) as exc:
             raise ValueError(f"model evaluation over particles failed: {exc}") from exc
 
-    def _eval_at(self, setting: tuple[float, ...], x: np.ndarray) -> np.ndarray:
-        """Model at one setting for the particles ``x`` (P, N): ``(C, N)``, owned by the caller."""
-        return as_channels(self.model(setting, tuple(x), self.constants), (x.shape[1],), self.n_channels)
+    def _eval_at(self, grid: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Model at the settings ``grid`` (K, u) for the particles ``x`` (P, N): ``(C, N, u)``."""
+        out = self.model(tuple(row[None, :] for row in grid), tuple(row[:, None] for row in x),
+                         self.constants)
+        return as_channels(out, (x.shape[1], grid.shape[1]), self.n_channels)
 
     def _eval_draws(self, theta: np.ndarray) -> np.ndarray:
         """Model for each column of ``theta`` at every grid setting: ``(C, n, S)``.
