@@ -54,6 +54,9 @@ TRUTH = np.array([2.7777, -1000.0, 50300.0])
 NOISE, D, N_SETTINGS = 500.0, 0.1, 200
 SETTINGS = np.linspace(1.5, 4.5, N_SETTINGS)
 NAMES = ("x0", "a", "b")
+#: The prior's density, for our engine's resample-move step (the same distributions as prior()).
+PRIOR_SPECS = {"x0": {"uniform": [2.0, 4.0]}, "a": {"uniform": [-2000.0, -400.0]},
+               "b": {"normal": [50000.0, 1000.0]}}
 
 
 def lorentzian(settings, params, constants):
@@ -82,7 +85,8 @@ class Ours:
 
     def __init__(self, particles: np.ndarray, seed: int, options: dict, settings=SETTINGS) -> None:
         self.e = OBEEngine(lorentzian, (settings,), particles, (D,), parameter_names=NAMES,
-                           default_noise_std=NOISE, scale=False, seed=seed, **options)
+                           default_noise_std=NOISE, scale=False, seed=seed,
+                           **{"log_prior": PRIOR_SPECS, **options})
 
     def choose(self) -> float:
         return self.e.optimal_setting()[0]
@@ -187,24 +191,29 @@ def accuracy(args, options: dict) -> dict:
 
 
 def timing(args, options: dict) -> list[dict]:
+    """Per size, the median over repeats of the mean time per iteration, engines interleaved
+    (ours also without the resample-move step, ``move_steps`` 0, to show its cost)."""
     rows = []
+    variants = [("ocs-core", Ours, options), ("optbayesexpt", Reference, options),
+                ("ocs-core without moves", Ours, {**options, "move_steps": 0})]
     for n, s in ((1000, 200), (10000, 2000), (100000, 2000)):
         settings = np.linspace(1.5, 4.5, s)
-        times = {"ocs-core": [], "optbayesexpt": []}
+        times: dict[str, list[float]] = {name: [] for name, _, _ in variants}
         for rep in range(args.repeats):
-            for kind in ((Ours, Reference) if rep % 2 == 0 else (Reference, Ours)):
-                eng = kind(prior(rep, n), rep, options, settings)
+            for name, kind, opts in (variants if rep % 2 == 0 else variants[::-1]):
+                eng = kind(prior(rep, n), rep, opts, settings)
                 eps = noise(rep, args.iters)
                 t0 = time.perf_counter()
                 for k in range(args.iters):
                     x = eng.choose()
                     eng.update(x, float(lorentzian((x,), TRUTH, (D,))) + float(eps[k]))
-                times[kind.name].append(1e3 * (time.perf_counter() - t0) / args.iters)
-        ours, ref = float(np.median(times["ocs-core"])), float(np.median(times["optbayesexpt"]))
+                times[name].append(1e3 * (time.perf_counter() - t0) / args.iters)
+        med = {name: float(np.median(v)) for name, v in times.items()}
+        ours, ref, plain = med["ocs-core"], med["optbayesexpt"], med["ocs-core without moves"]
         rows.append({"particles": n, "settings": s, "ours_ms": ours, "reference_ms": ref,
-                     "ratio": ours / ref})
-        print(f"  {n} x {s}: ours {ours:.3f} ms, reference {ref:.3f} ms ({ours / ref:.2f}x)",
-              file=sys.stderr, flush=True)
+                     "ratio": ours / ref, "no_moves_ms": plain})
+        print(f"  {n} x {s}: ours {ours:.3f} ms, reference {ref:.3f} ms ({ours / ref:.2f}x), "
+              f"ours without moves {plain:.3f} ms", file=sys.stderr, flush=True)
     return rows
 
 
@@ -231,10 +240,11 @@ def report(acc: dict | None, rows: list[dict] | None, args, options: dict) -> st
         lines.append(f"| mean time per iteration in these runs | {o['ms_per_iteration']:.2f} ms | "
                      f"{r['ms_per_iteration']:.2f} ms | |")
     if rows:
-        lines += ["", "| particles x settings | ocs-core | optbayesexpt 1.2.0 | ratio |", "|---|---|---|---|"]
+        lines += ["", "| particles x settings | ocs-core | optbayesexpt 1.2.0 | ratio | ocs-core, "
+                  "move_steps 0 |", "|---|---|---|---|---|"]
         for row in rows:
             lines.append(f"| {row['particles']:.0e} x {row['settings']} | {row['ours_ms']:.3f} ms | "
-                         f"{row['reference_ms']:.3f} ms | {row['ratio']:.2f}x |")
+                         f"{row['reference_ms']:.3f} ms | {row['ratio']:.2f}x | {row['no_moves_ms']:.3f} ms |")
     return "\n".join(lines)
 
 

@@ -17,6 +17,9 @@ Configuration keys (only ``model`` is required)::
                          parameter, as a list in the model's order or {name: list}; then
                          n_particles is N (n_particles, if given, must equal it)
     weights              with particles: N non-negative numbers (normalised), default uniform
+                         (weights turn the resample-move step off)
+    prior_density        with particles: {parameter name: prior spec} (as in priors), the density
+                         the samples were drawn from; it lets the resample-move step run
     constants            list of numbers in the model's order, or {name: value}
     n_particles          int, default 10000, at most MAX_PARTICLES
     n_draws              int 2..MAX_DRAWS, or null (default): more draws where cheap (OBEEngine)
@@ -34,6 +37,9 @@ Configuration keys (only ``model`` is required)::
     seed                 int >= 0, or null for a fresh one (recorded in engine.config["seed"])
     likelihood_precision "double" (default) | "single" | "auto" (see OBEEngine)
     utility_precision    "double" | "single" (see OBEEngine)
+    move_steps           int 0..MAX_MOVE_STEPS, default 1: Metropolis-Hastings steps per resample
+                         against the exact posterior (needs priors or prior_density; 0: off)
+    move_budget          int 0..MAX_WORK, default MOVE_BUDGET: model values per resample for them
 """
 from __future__ import annotations
 
@@ -43,23 +49,25 @@ from typing import Any, Mapping
 import numpy as np
 
 from .models import get_model
+from .move import MOVE_BUDGET
 from .posterior import RESAMPLERS
 from .priors import check_prior_spec
 from .quoting import show as _show
 from .utility import SELECTIONS, UTILITIES
 
-__all__ = ["engine_arguments", "MAX_PARTICLES", "MAX_SETTINGS", "MAX_DRAWS", "MAX_WORK"]
+__all__ = ["engine_arguments", "MAX_PARTICLES", "MAX_SETTINGS", "MAX_DRAWS", "MAX_WORK", "MAX_MOVE_STEPS"]
 
 MAX_PARTICLES = 1_000_000
 MAX_SETTINGS = 100_000
 MAX_DRAWS = 1000
 MAX_WORK = 20_000_000  # n_particles * n_params, and n_draws * settings * channels
 MAX_SEED = 2 ** 63
+MAX_MOVE_STEPS = 100
 
 _KEYS = ("model", "settings", "priors", "particles", "weights", "constants", "n_particles", "n_draws", "utility",
          "selection", "pickiness", "noise_std", "default_noise_std", "noise_parameter", "choke",
          "a_param", "resample_threshold", "scale", "resampler", "cost", "seed",
-         "likelihood_precision", "utility_precision")
+         "likelihood_precision", "utility_precision", "prior_density", "move_steps", "move_budget")
 
 
 def _is_num(v: Any) -> bool:
@@ -238,6 +246,15 @@ def engine_arguments(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[st
             raise ValueError(f"config key 'priors' lacks parameter {_show(name)} (no default)")
         check_prior_spec(name, priors[name])
 
+    density = config.get("prior_density")
+    if density is not None:
+        if explicit is None:
+            raise ValueError("config key 'prior_density' goes with 'particles' (priors give it already)")
+        if not isinstance(density, Mapping) or sorted(density) != sorted(spec.parameters):
+            raise ValueError(f"config key 'prior_density' must give one prior spec per parameter "
+                             f"{list(spec.parameters)}, got {_show(density)}")
+        for name in spec.parameters:
+            check_prior_spec(name, density[name])
     n_particles = _int(config, "n_particles", 10000, 1, MAX_PARTICLES) if explicit is None \
         else explicit[0].shape[1]
     if n_particles * len(spec.parameters) > MAX_WORK:
@@ -296,7 +313,8 @@ def engine_arguments(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[st
         default_noise_std=nvals, cost=cost, noise_parameter_index=noise_index,
         likelihood_precision=_choice(config, "likelihood_precision", "double", ("auto", "double", "single")),
         utility_precision=_choice(config, "utility_precision", "double", ("double", "single")),
-        seed=seed)
+        log_prior=density, move_steps=_int(config, "move_steps", 1, 0, MAX_MOVE_STEPS),
+        move_budget=_int(config, "move_budget", MOVE_BUDGET, 0, MAX_WORK), seed=seed)
     if explicit is not None and explicit[1] is not None:
         kwargs["weights"] = explicit[1]
     return kwargs, {**config, "seed": seed}

@@ -17,7 +17,9 @@ from .priors import sample_prior
 from .from_config import engine_arguments
 from .records import (as_channels, check_cost, check_pickiness, check_positive_per_channel,
                       check_setting, check_sigma, check_y)
+from .move import MOVE_BUDGET, ExactMove, log_prior_from_specs
 from .selection import SettingSelection
+from .views import PosteriorViews
 from .snapshot import STATE_FORMAT, check_state, join_state, split_state
 
 __all__ = ["OBEEngine", "ZeroLikelihoodError", "SELECTIONS", "UTILITIES", "split_state",
@@ -42,7 +44,7 @@ def auto_draws(n_settings: int, n_channels: int = 1) -> int:
     return int(min(AUTO_DRAWS_MAX, max(AUTO_DRAWS_MIN, budget)))
 
 
-class OBEEngine(SettingSelection):
+class OBEEngine(SettingSelection, PosteriorViews):
     """Particle-filter posterior plus setting selection for one model.
 
     Args:
@@ -75,6 +77,13 @@ class OBEEngine(SettingSelection):
         utility_precision: ``"double"`` (default) or ``"single"``: evaluate the model for the
             utility's draws in float32 (about 2x faster at thousands of settings). Only for
             models whose outputs vary across the posterior by more than ~1e-6 of their size.
+        log_prior: the prior's log density for the resample-move step: a mapping parameter
+            name -> prior spec, or ``f(params tuple) -> (N,)``; default: from ``prior`` when
+            that is a mapping of specs, else none (prior samples have no density).
+        move_steps: Metropolis-Hastings steps per resample against the exact posterior
+            (:mod:`agents.obe.engine.move`), when a log prior is known; 0 turns them off.
+        move_budget: at most this many model values (particles x distinct measured settings
+            x steps) per resample for the moves; past it, fewer steps, then plain Liu-West.
         seed: an int seed, a ``numpy.random.Generator``, or None (fresh entropy).
     """
 
@@ -87,6 +96,7 @@ class OBEEngine(SettingSelection):
                  resampler: str = "systematic", default_noise_std: Any = 1.0, cost: Any = 1.0,
                  noise_parameter_index: int | Sequence[int] | None = None,
                  likelihood_precision: str = "double", utility_precision: str = "double",
+                 log_prior: Any = None, move_steps: int = 1, move_budget: int = MOVE_BUDGET,
                  seed: int | np.random.Generator | None = None) -> None:
         spec = get_model(model) if isinstance(model, str) else model
         self.model_spec = spec if isinstance(spec, ModelSpec) else None
@@ -174,6 +184,18 @@ class OBEEngine(SettingSelection):
         self.last_setting_index: int | None = None
         self.config: dict | None = None  # set by from_config
         self._check_model_shapes()
+        if isinstance(log_prior, Mapping) or (log_prior is None and isinstance(prior, Mapping)):
+            log_prior = log_prior_from_specs(log_prior or prior, self.parameter_names)
+        if log_prior is not None and not callable(log_prior):
+            raise ValueError(f"log_prior must be a mapping of prior specs or a function, got {log_prior!r}")
+        if isinstance(move_steps, bool) or not isinstance(move_steps, int) or move_steps < 0 \
+                or isinstance(move_budget, bool) or not isinstance(move_budget, int) or move_budget < 0:
+            raise ValueError(f"move_steps and move_budget must be integers >= 0, got "
+                             f"{move_steps!r}, {move_budget!r}")
+        #: The resample-move step (None without a log prior or per-particle noise parameters).
+        self.mover = None if log_prior is None or noise_parameter_index is not None else ExactMove(
+            log_prior, self._eval_at, self.n_channels, self.choke, move_steps, move_budget)
+        self.posterior.mover = self.mover
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
@@ -220,6 +242,12 @@ class OBEEngine(SettingSelection):
             return as_channels(out, (x.shape[1],), self.n_channels)
         except (ValueError, TypeError, IndexError) as exc:
             raise ValueError(f"model evaluation over particles failed: {exc}") from exc
+
+    def _eval_at(self, grid: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Model at the settings ``grid`` (K, u) for the particles ``x`` (P, N): ``(C, N, u)``."""
+        out = self.model(tuple(row[None, :] for row in grid), tuple(row[:, None] for row in x),
+                         self.constants)
+        return as_channels(out, (x.shape[1], grid.shape[1]), self.n_channels)
 
     def _eval_draws(self, theta: np.ndarray) -> np.ndarray:
         """Model for each column of ``theta`` at every grid setting: ``(C, n, S)``.
@@ -309,6 +337,9 @@ class OBEEngine(SettingSelection):
             raise ZeroLikelihoodError(
                 "the measurement has zero likelihood under every particle (every model "
                 "value is more than ~38 sigma from y); posterior left unchanged")
+        token = None
+        if self.mover is not None and isinstance(sig, list):
+            token = self.mover.record(x, yv, sig, buf)
         if self._single:
             lik = self._buf32
             np.subtract(buf, top, out=lik, casting="same_kind")
@@ -316,7 +347,14 @@ class OBEEngine(SettingSelection):
         else:
             lik = buf
             np.exp(buf, out=buf)
-        resampled = self.posterior.apply_likelihood(lik, auto_resample=self.auto_resample)
+        try:
+            resampled = self.posterior.apply_likelihood(lik, auto_resample=self.auto_resample)
+        except ZeroLikelihoodError:
+            if token is not None:
+                self.mover.undo(token)
+            raise
+        if self.mover is not None and not isinstance(sig, list):
+            self.mover.disable()  # per-particle sigma: the target is no longer known
         self.n_measurements += 1
         return resampled
 
@@ -348,54 +386,6 @@ class OBEEngine(SettingSelection):
             raise ZeroLikelihoodError(f"record {i}: {exc}; no record of this batch was applied") from None
         return count
 
-    # ------------------------------------------------------------------ posterior views
-    @property
-    def particles(self) -> np.ndarray:
-        """Read-only ``(n_params, N)`` view of the particles."""
-        return self.posterior.particles
-
-    @property
-    def weights(self) -> np.ndarray:
-        """A copy of the normalised weights."""
-        return self.posterior.weights
-
-    @property
-    def settings_grid(self) -> np.ndarray:
-        """Read-only ``(n_knobs, S)`` grid of candidate settings."""
-        g = self._grid.view()
-        g.flags.writeable = False
-        return g
-
-    @property
-    def effective_sample_size(self) -> float:
-        """``1 / sum(w**2)``: how many equally weighted particles the posterior is worth."""
-        return self.posterior.effective_sample_size
-
-    @property
-    def n_particles(self) -> int:
-        """Number of particles N."""
-        return self.posterior.n_particles
-
-    def mean(self) -> np.ndarray:
-        """Posterior mean per parameter ``(P,)``."""
-        return self.posterior.mean()
-
-    def std(self) -> np.ndarray:
-        """Posterior standard deviation per parameter ``(P,)`` (population formula)."""
-        return self.posterior.std()
-
-    def covariance(self) -> np.ndarray:
-        """Weighted, bias-corrected posterior covariance ``(P, P)``."""
-        return self.posterior.covariance()
-
-    def quantiles(self, q: Any) -> np.ndarray:
-        """Marginal quantiles ``(P, len(q))`` (``(P,)`` for a scalar q)."""
-        return self.posterior.quantiles(q)
-
-    def credible_interval(self, level: float = 0.95) -> np.ndarray:
-        """Central credible interval per parameter ``(P, 2)``."""
-        return self.posterior.credible_interval(level)
-
     # ------------------------------------------------------------------ replacing the posterior
     def set_particles(self, particles: Any, weights: Any = None) -> None:
         """Replace the particle cloud (optbayesexpt's ``set_pdf``): ``(n_params, N)`` samples, or
@@ -419,10 +409,15 @@ class OBEEngine(SettingSelection):
             raise ValueError(f"weights must be {n} finite non-negative values, not all zero")
         self.posterior.set_state(x, w / w.sum(), self.posterior.n_resamples)
         self._alloc_buffers()
+        if self.mover is not None:
+            self.mover.disable()  # the new cloud is not the prior times the likelihood
 
     def set_weights(self, weights: Any) -> None:
-        """Replace the weights of the current particles (normalised here)."""
+        """Replace the weights of the current particles (normalised here); this turns the
+        resample-move step off (the weighted cloud no longer follows the known prior)."""
         self.posterior.set_weights(weights)
+        if self.mover is not None:
+            self.mover.disable()
 
     def resample(self) -> None:
         """Resample now (Liu-West: draw by weight, shrink, jitter), whatever the ESS."""
@@ -436,13 +431,18 @@ class OBEEngine(SettingSelection):
                   n_measurements=int(self.n_measurements),
                   last_setting_index=self.last_setting_index,
                   parameter_names=list(self.parameter_names))
+        if self.mover is not None:
+            st.update(self.mover.get_state())
         return st
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`get_state` output; validated before anything changes."""
         rs, n_meas, last = check_state(state, type(self.rng.bit_generator), self.n_settings)
+        moves = None if self.mover is None else self.mover.check_state(state)
         self.posterior.set_state(state["particles"], state["weights"], state.get("n_resamples", 0))
         self.rng.bit_generator.state = rs
         self.n_measurements = n_meas
         self.last_setting_index = last
         self._alloc_buffers()
+        if self.mover is not None:
+            self.mover.set_state(moves)

@@ -119,6 +119,7 @@ class ParticlePosterior:
         self.positive_dims: tuple[int, ...] = ()  # dims that must stay > 0 after a resample
         self.n_resamples = 0
         self.just_resampled = False
+        self.mover: Any = None  # an ExactMove, set by the engine
         self._x = np.ascontiguousarray(x)
         self._w = np.empty(x.shape[1])
         self._scratch = np.empty(x.shape[1])
@@ -330,28 +331,41 @@ class ParticlePosterior:
         idx = np.cumsum(np.bincount(below, minlength=n + 1)[:n])  # idx[j] = #{i : c_i <= u_j}
         return np.minimum(idx, n - 1, out=idx)
 
-    def resample(self) -> None:
-        """Liu-West resampling: pick particles by weight, shrink, jitter; weights 1/N."""
-        mu = _matvec(self._x, self._w)
-        cov = self.covariance()
-        idx = self._resample_indices()
-        x = np.take(self._x, idx, axis=1)  # a new array: views handed out earlier stay valid
+    def _jitter(self, x: np.ndarray, mu: np.ndarray, root: np.ndarray | None) -> np.ndarray:
+        """The Liu-West kernel applied in place to ``x``: shrink towards ``mu`` (with scale),
+        then add ``root @ normals``."""
         a = self.a_param
         if self.scale:
             x *= a
             x += ((1.0 - a) * mu)[:, None]
-        h2 = 1.0 - a * a
-        if h2 > 0.0:
-            root = _kernel_root(h2 * cov)
+        if root is not None:
             if self._noise is None or self._noise.shape != x.shape:
                 self._noise = np.empty_like(x)
             noise = _kernel_normals(self.rng, self._noise)
-            tmp = self._scratch  # free here; explicit loops avoid threaded BLAS
+            tmp = self._scratch  # free during a resample; explicit loops avoid threaded BLAS
             for i in range(self.n_dims):
                 for j in range(self.n_dims):
                     if root[i, j] != 0.0:
                         np.multiply(noise[j], root[i, j], out=tmp)
                         x[i] += tmp
+        return x
+
+    def resample(self) -> None:
+        """Liu-West resampling: pick particles by weight, shrink, jitter; weights 1/N. With a
+        ``mover`` (:class:`~agents.obe.engine.move.ExactMove`), the jittered particles are then
+        accepted or rejected against the exact posterior."""
+        mu = _matvec(self._x, self._w)
+        cov = self.covariance()
+        idx = self._resample_indices()
+        x = np.take(self._x, idx, axis=1)  # a new array: views handed out earlier stay valid
+        h2 = 1.0 - self.a_param ** 2
+        root = _kernel_root(h2 * cov) if h2 > 0.0 else None
+        mover = self.mover if self.mover is not None and self.mover.enabled else None
+        parents = x.copy() if mover is not None else None
+        x = self._jitter(x, mu, root)
+        if mover is not None:
+            x = mover.move(parents, idx, x, lambda p: self._jitter(p.copy(), mu, root), mu, cov,
+                           self.scale, self.rng)
         self._x = x
         self._w.fill(1.0 / self.n_particles)
         for d in self.positive_dims:

@@ -2,7 +2,9 @@
 
 A state is a dict: ``particles`` and ``weights`` (numpy arrays) plus JSON-able fields
 (``format``, ``rng_state`` from ``Generator.bit_generator.state``, ``n_measurements``,
-``n_resamples``, ``last_setting_index``, ``parameter_names``).
+``n_resamples``, ``last_setting_index``, ``parameter_names``); with the resample-move step on,
+also its statistics (arrays ``move_settings``, ``move_w``, ``move_ybar``, ``move_logpost`` and
+the number ``move_offset``; a state without them turns the moves off).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import numpy as np
 __all__ = ["STATE_FORMAT", "check_state", "split_state", "join_state"]
 
 STATE_FORMAT = "ocs-core-obe-state/1"
-_STATE_ARRAYS = ("particles", "weights")
+_STATE_ARRAYS = ("particles", "weights", "move_settings", "move_w", "move_ybar", "move_logpost")
 
 
 def check_state(state: Any, bit_generator_type: type, n_settings: int) -> tuple[dict, int, int | None]:
@@ -45,7 +47,7 @@ def check_state(state: Any, bit_generator_type: type, n_settings: int) -> tuple[
 def split_state(state: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Split an engine state into (numpy arrays, JSON-able rest), e.g. for
     ``RunStore.save_snapshot(run_id, n, arrays, meta)``."""
-    arrays = {k: np.asarray(state[k]) for k in _STATE_ARRAYS}
+    arrays = {k: np.asarray(state[k]) for k in _STATE_ARRAYS if k in state}
     return arrays, {k: v for k, v in state.items() if k not in _STATE_ARRAYS}
 
 
