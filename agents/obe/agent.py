@@ -16,6 +16,7 @@ from typing import Any, Callable
 from twisted.internet import defer, threads
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
+from twisted.python.threadable import isInIOThread
 
 from ocs_core.site import args as site_args
 from ocs_core.runtime.agent import OCSAgent, init_site_agent
@@ -85,14 +86,24 @@ class OBEAgent:
         whether or not the router is there yet (a startup op would wait for the first join).
         """
         a = self.agent
-        for name in ("newrun", "newdat", "optset", "goodset", "getmean", "getstd", "getcov",
-                     "getwgt", "getpar", "getset", "getcon", "runs", "run_info", "measurements"):
+        for name in ("newrun", "getwgt", "getpar", "getset", "getcon", "runs", "run_info", "measurements"):
             a.register_task(name, getattr(self, name))
+        # Engine calls measured cheap for this posterior run in the reactor when the lock is free.
+        for name in ("optset", "goodset", "getmean", "getstd", "getcov"):
+            a.register_task(name, getattr(self, name), inline=self._inline_chooser(name))
+        a.register_task("newdat", self.newdat, inline=self._inline_newdat)
         a.register_task("ready", self.ready, blocking=False)
         a.register_process("serve_tcp", self.serve_tcp, self._stop_tcp, blocking=False)
         a.register_process("adaptive_scan", self.adaptive_scan, self._stop_scan, blocking=False)
         if serve_tcp:
             a.reactor.callWhenRunning(self._start_tcp)
+
+    def _inline_chooser(self, name: str) -> Callable[[Any], Any]:
+        return lambda params: self.service.inline_lock(name)
+
+    def _inline_newdat(self, params: Any) -> Any:
+        single = isinstance(params, dict) and params.get("records") is None
+        return self.service.inline_lock("newdat") if single else None
 
     def _start_tcp(self) -> None:
         reply = self.agent.operations.start("serve_tcp", {})
@@ -109,9 +120,9 @@ class OBEAgent:
             data[f"setting_{k}"] = v
         message = {"block_name": f"run{update['run_id']}", "timestamp": time.time(), "data": data}
         reactor = self.agent.reactor
-        # Publish a moment later, from the reactor: the reply to the measurement goes out first.
-        # (publishing from the worker thread directly made each TCP newdat ~3 ms slower).
-        reactor.callFromThread(reactor.callLater, 0, self.agent.publish_to_feed, FEED, message)
+        # From the reactor after its next I/O pass: the measurement's reply goes out first.
+        later = (reactor.callLater, 0, reactor.callLater, 0, self.agent.publish_to_feed, FEED, message)
+        later[0](*later[1:]) if isInIOThread() else reactor.callFromThread(*later)
 
     # ------------------------------------------------------------------ runs
     @param("model", default=None, type=str)
