@@ -420,6 +420,30 @@ def test_socket_many_requests_per_connection_pipelined(served):
 
 
 @pytest_twisted.inlineCallbacks
+def test_socket_replies_sent_at_once_and_partly_queued_keep_their_order():
+    class BigBackend(FakeBackend):
+        def getpar(self):  # ~4 MB: more than the socket takes at once, the rest is queued
+            return [[float(i) for i in range(400_000)]]
+
+    port = listen(BigBackend(), port=0)
+    number = port.getHost().port
+
+    def client():
+        with socket.create_connection(("127.0.0.1", number), timeout=10) as sock:
+            frames = b"".join(b"%010d" % len(body) + body for body in (
+                b'{"command": "getpar"}', b'{"command": "ready"}', b'{"command": "getpar"}',
+                b'{"command": "getcon"}'))
+            sock.sendall(frames)
+            return [json.loads(recv_frame(sock)[10:]) for _ in range(4)]
+
+    try:
+        big, ready, big2, con = yield threads.deferToThread(client)
+    finally:
+        yield port.stopListening()
+    assert big == big2 == [[float(i) for i in range(400_000)]] and ready == "OK" and con == [0.5, "c"]
+
+
+@pytest_twisted.inlineCallbacks
 def test_socket_done_replies_then_closes(served):
     _, port = served
 
