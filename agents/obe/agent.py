@@ -9,14 +9,11 @@ recorded feed ``posterior``. Every Task and the TCP server share one
 from __future__ import annotations
 
 import functools
-import re
-import time
 from typing import Any, Callable
 
 from twisted.internet import defer, threads
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
-from twisted.python.threadable import isInIOThread
 
 from ocs_core.site import args as site_args
 from ocs_core.runtime.agent import OCSAgent, init_site_agent
@@ -26,13 +23,13 @@ from clients.client_t import TaskClient
 
 from agents.obe.classic import server as classic_server
 from agents.obe.agent_options import build_service, make_parser
+from agents.obe.feed import PosteriorFeed
 from agents.obe.scan import ScanPlan, run_scan
 from agents.obe.service import DEFAULT_MAX_ITEMS, OBEService
 
 __all__ = ["OBEAgent", "make_parser", "main"]
 
 log = Logger(namespace="agents.obe.agent")
-FEED = "posterior"
 _CONFIG_PARAMS = ("model", "settings", "priors", "constants", "n_particles", "n_draws", "utility",
                   "selection", "pickiness", "noise_std", "noise_parameter", "choke", "a_param",
                   "resample_threshold", "scale", "resampler", "cost", "seed",
@@ -51,10 +48,6 @@ def _refusals(name: str) -> Callable:
                 return False, f"{name}: {text}"
         return body
     return wrap
-
-
-def _field(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
 class OBEAgent:
@@ -76,8 +69,8 @@ class OBEAgent:
         self.max_items = max_items
         self._tcp_stop: defer.Deferred | None = None
         self._scan_stop = False
-        agent.register_feed(FEED, record=True, agg_params={"frame_length": 60})
-        service.on_update = self._publish
+        self.feed = PosteriorFeed(agent)
+        service.on_update = self.feed.publish
 
     def register(self, *, serve_tcp: bool = True) -> None:
         """Register every Task and Process; ``serve_tcp`` starts with the reactor if asked.
@@ -109,20 +102,6 @@ class OBEAgent:
         reply = self.agent.operations.start("serve_tcp", {})
         if reply[0] != 0:
             log.error("serve_tcp did not start: {msg}", msg=reply[1])
-
-    # ------------------------------------------------------------------ feed
-    def _publish(self, update: dict) -> None:
-        data: dict[str, Any] = {"n_measurements": update["n_measurements"]}
-        for name, m, s in zip(update["parameters"], update["mean"], update["std"]):
-            data[f"mean_{_field(name)}"] = m
-            data[f"std_{_field(name)}"] = s
-        for k, v in enumerate(update["setting"]):
-            data[f"setting_{k}"] = v
-        message = {"block_name": f"run{update['run_id']}", "timestamp": time.time(), "data": data}
-        reactor = self.agent.reactor
-        # From the reactor after its next I/O pass: the measurement's reply goes out first.
-        later = (reactor.callLater, 0, reactor.callLater, 0, self.agent.publish_to_feed, FEED, message)
-        later[0](*later[1:]) if isInIOThread() else reactor.callFromThread(*later)
 
     # ------------------------------------------------------------------ runs
     @param("model", default=None, type=str)
