@@ -420,7 +420,7 @@ def test_socket_many_requests_per_connection_pipelined(served):
 
 
 @pytest_twisted.inlineCallbacks
-def test_socket_replies_sent_at_once_and_partly_queued_keep_their_order():
+def test_socket_big_replies_partly_queued_keep_their_order():
     class BigBackend(FakeBackend):
         def getpar(self):  # ~4 MB: more than the socket takes at once, the rest is queued
             return [[float(i) for i in range(400_000)]]

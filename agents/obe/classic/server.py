@@ -43,7 +43,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from agents.obe.classic.commands import BackendCall, LegacyDispatcher, OBEBackend, Reply
-from ocs_core.runtime.backpressure import HARD_LIMIT, SOFT_LIMIT, ReplyBackpressure, unsent_bytes
+from ocs_core.runtime.backpressure import HARD_LIMIT, SOFT_LIMIT, ReplyBackpressure
 
 __all__ = ["DEFAULT_PORT", "DEFAULT_INTERFACE", "LegacyOBEProtocol", "LegacyOBEFactory", "listen"]
 
@@ -233,32 +233,10 @@ class LegacyOBEProtocol(protocol.Protocol):
 
     def _write(self, data: bytes) -> None:
         if self._connected and not self._closing:
-            if self._sent_at_once(data):
-                return
             if self.backpressure is not None:
                 self.backpressure.write(data)
             else:
                 self.transport.write(data)
-
-    def _sent_at_once(self, data: bytes) -> bool:
-        """Hand a reply to the kernel now when nothing is queued before it on a plain TCP
-        transport (Twisted would send it in its next I/O pass: one reactor iteration per reply);
-        False: nothing was sent, write it the usual way."""
-        transport = self.transport
-        send = getattr(transport, "writeSomeData", None)
-        if send is None or getattr(transport, "TLS", True) or getattr(transport, "disconnecting", True) \
-                or unsent_bytes(transport) != 0:
-            return False
-        sent = send(data)
-        if not isinstance(sent, int) or sent <= 0:
-            return False  # an error or nothing sent: the usual write reports or retries it
-        if sent < len(data):
-            rest = data[sent:]
-            if self.backpressure is not None:
-                self.backpressure.write(rest)
-            else:
-                transport.write(rest)
-        return True
 
     def close(self) -> None:
         """Stop serving this connection and close it after pending writes are flushed."""
