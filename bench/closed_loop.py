@@ -53,6 +53,7 @@ from agents.obe.engine.obe_engine import OBEEngine  # noqa: E402
 MS = 1e3
 DEMO_RUNS = ((2, 3, 25), (2, 3, 200), (1, 4, 200))
 TARGETS = {"classic": 0.7, "ocsclient_bare_calls": 3.5, "scan_ms": 4.0}
+OBE_ARGS: list[str] = []  # extra OBE agent options (--inline-budget-ms)
 
 _REFERENCE_SERVER = """
 import os, runpy, sys
@@ -183,7 +184,7 @@ def loop_classic(router, tmp: Path, runs: int) -> dict:
     port = free_port()
     router.add_instance("OBEAgent", "cl-obe-tcp", [
         "--db", str(tmp / "cl-obe-tcp.sqlite3"), "--tcp-port", str(port), "--run-config", str(run_file),
-        "--newrun-handler", "closed_loop_model:newrun"])
+        "--newrun-handler", "closed_loop_model:newrun"] + OBE_ARGS)
     ours = router.agent("cl-obe-tcp", env={"PYTHONPATH": str(BENCH)})
     ref_port = free_port()
     env = project_env({"REF_PATH": str(REFERENCE), "REF_PORT": str(ref_port)})
@@ -209,6 +210,9 @@ def loop_classic(router, tmp: Path, runs: int) -> dict:
             out["bare"].append(bare_tcp_exchanges(client, 801 * len(DEMO_RUNS)))
         client.default_port = ref_port
         client.tcpcmd({"command": "done"})
+        obe = OCSClient("cl-obe-tcp", site_file=str(router.site_file))
+        out["inline"] = obe.ready().session["data"]["inline"]
+        obe.close()
     finally:
         ours.terminate()
         if ref.poll() is None:
@@ -228,7 +232,7 @@ def loop_agents(router, tmp: Path, steps: int, scan_steps: int) -> dict:
     sim = router.agent("cl-sim")
     router.add_instance("InstrumentAgent", "cl-inst", ["--port", str(inst_port), "--mode", "idle"])
     inst = router.agent("cl-inst")
-    router.add_instance("OBEAgent", "cl-obe", ["--db", str(tmp / "cl-obe.sqlite3"), "--no-tcp"])
+    router.add_instance("OBEAgent", "cl-obe", ["--db", str(tmp / "cl-obe.sqlite3"), "--no-tcp"] + OBE_ARGS)
     obe_agent = router.agent("cl-obe")
     out: dict = {}
     try:
@@ -285,6 +289,7 @@ def loop_agents(router, tmp: Path, steps: int, scan_steps: int) -> dict:
                           truth["noise"])
             eng_times.append(time.perf_counter() - t0)
         out["engine"] = eng_times
+        out["inline"] = obe.ready().session["data"]["inline"]
         adaptive_scan.check(obe.newrun(**config), "newrun (scan)")
         started = obe.adaptive_scan.start(instrument="cl-inst", max_steps=scan_steps, sigma=truth["noise"])
         assert started.status == 0, started
@@ -393,7 +398,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--scan-steps", type=int, default=200, help="steps of the adaptive_scan Process")
     p.add_argument("--calls", type=int, default=300, help="interleaved iterations of the Task-call case")
     p.add_argument("--loops", default="calls,classic,agents")
+    p.add_argument("--inline-budget-ms", default=None, help="the OBE agents' --inline-budget-ms")
     args = p.parse_args(argv)
+    if args.inline_budget_ms is not None:
+        OBE_ARGS[:] = ["--inline-budget-ms", args.inline_budget_ms]
     loops = args.loops.split(",")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -404,6 +412,9 @@ def main(argv: list[str] | None = None) -> None:
     load = os.getloadavg()
     print(f"closed loops, {os.cpu_count()} cores, load average {load[0]:.1f} at the end\n")
     print(report(classic, agents, calls))
+    for name, loop in (("classic", classic), ("OCSClient step", agents)):
+        if loop and "inline" in loop:  # the OBE agent's measured engine costs (its ready Task)
+            print(f"\nOBE agent after the {name} loop, inline budget: {loop['inline']}")
 
 
 if __name__ == "__main__":

@@ -63,3 +63,12 @@ def test_reset_forgets_and_zero_disables():
             InlineBudget(bad)
     with pytest.raises(ValueError, match="weight"):
         InlineBudget(weight=0)
+
+
+def test_summary_in_milliseconds():
+    budget = InlineBudget(0.0005)
+    budget.record("newdat", 0.000416, inline=True)
+    budget.record("getmean", 0.0000384)
+    assert budget.summary() == {"budget_ms": 0.5, "estimates_ms": {"getmean": 0.038, "newdat": 0.416},
+                                "max_inline_ms": 0.416}
+    assert InlineBudget().clock is __import__("time").thread_time  # the thread's CPU time

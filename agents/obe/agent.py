@@ -283,12 +283,13 @@ class OBEAgent:
         """ready()
 
         **Task** - Liveness check. session.data: ``{"ready": true, "run_id": id or null,
-        "n_measurements": n or null, "restored": {...} or null}``.
+        "n_measurements": n or null, "restored": {...} or null, "inline": {"budget_ms",
+        "estimates_ms": {command: ms}, "max_inline_ms"}}`` (the engine calls' measured costs).
         """
         engine = self.service.engine
         session.data = {"ready": True, "run_id": self.service.run_id,
                         "n_measurements": None if engine is None else engine.n_measurements,
-                        "restored": self.service.restored}
+                        "restored": self.service.restored, "inline": self.service.budget.summary()}
         return True, "OK"
 
     # ------------------------------------------------------------------ earlier runs
