@@ -145,10 +145,25 @@ while True:
 """
 
 
-def bare_tcp_exchanges(client, n: int) -> float:
+_TWISTED_SERVER = """
+from twisted.internet import protocol, reactor
+class Answer(protocol.Protocol):
+    def dataReceived(self, data):
+        self.transport.write(b'0000000004"OK"')
+factory = protocol.ServerFactory()
+factory.protocol, factory.noisy = Answer, False
+port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+print(port.getHost().port, flush=True)
+reactor.run()
+"""
+
+
+def bare_tcp_exchanges(client, n: int, server: str = _BARE_SERVER) -> float:
     """Seconds for ``n`` one-connection requests to a serial server (its own process) that
-    answers "OK" at once: the floor of the transport alone."""
-    proc = subprocess.Popen([sys.executable, "-c", _BARE_SERVER], stdout=subprocess.PIPE, text=True)
+    answers "OK" at once: the floor of the transport alone (``_TWISTED_SERVER``: the floor of
+    a minimal Twisted server, no framing, no backend)."""
+    proc = subprocess.Popen([sys.executable, "-c", server], stdout=subprocess.PIPE, text=True,
+                            env=project_env())
     try:
         client.default_port = int(proc.stdout.readline())
         t0 = time.perf_counter()
@@ -191,7 +206,7 @@ def loop_classic(router, tmp: Path, runs: int) -> dict:
     with open(tmp / "reference-server.out", "wb") as log:
         ref = subprocess.Popen([sys.executable, "-c", _REFERENCE_SERVER], env=env, stdout=log,
                                stderr=log, stdin=subprocess.DEVNULL, cwd=tmp)
-    out = {"ours": [], "reference": [], "engine": [], "bare": []}
+    out = {"ours": [], "reference": [], "engine": [], "bare": [], "twisted": []}
     try:
         ours.wait_registered(30)
         for p in (port, ref_port):  # as the demo client does (a bare probe would crash the reference)
@@ -208,6 +223,7 @@ def loop_classic(router, tmp: Path, runs: int) -> dict:
                       file=sys.stderr, flush=True)
             out["engine"].append(engine_demo_loop(rep))
             out["bare"].append(bare_tcp_exchanges(client, 801 * len(DEMO_RUNS)))
+            out["twisted"].append(bare_tcp_exchanges(client, 801 * len(DEMO_RUNS), _TWISTED_SERVER))
         client.default_port = ref_port
         client.tcpcmd({"command": "done"})
         obe = OCSClient("cl-obe-tcp", site_file=str(router.site_file))
@@ -373,6 +389,11 @@ def report(classic: dict | None, agents: dict | None, calls: dict | None = None)
             f"| the same client against our classic TCP port | {ours:.2f} s | engine alone {eng:.2f} s "
             f"+ {n} bare TCP exchanges {bare:.2f} s = {eng + bare:.2f} s ({(eng + bare) / ref:.2f}x the "
             f"reference) | **{ours / ref:.2f}x** the reference | <= {TARGETS['classic']}x |"]
+        if classic.get("twisted"):
+            tw = median(classic["twisted"])
+            lines.append(f"| the same {n} exchanges with a minimal Twisted server (answers at once) | "
+                         f"{tw:.2f} s | + engine alone = {tw + eng:.2f} s | {(tw + eng) / ref:.2f}x the "
+                         f"reference | |")
     if agents:
         bare, step = median(agents["bare"]), median(agents["step"])
         eng = median(agents["engine"])
