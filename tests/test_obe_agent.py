@@ -81,9 +81,11 @@ def test_every_task(obe):
     assert run["parameters"] == ["x0", "a", "b"] and run["n_settings"] == 200
     assert run["n_particles"] == 3000 and run["config"]["seed"] == 11 and run["n_measurements"] == 0
     assert data(c.ready()) == {"ready": True, "run_id": run["run_id"], "n_measurements": 0,
-                               "restored": None}
+                               "restored": None, "inline": {"budget_ms": 0.5, "estimates_ms": {},
+                                                            "max_inline_ms": 0.0}}
     setting = data(c.optset())["setting"]
     assert len(setting) == 1 and 1.5 <= setting[0] <= 4.5
+    assert list(data(c.ready())["inline"]["estimates_ms"]) == ["optset"]  # measured once
     assert len(data(c.goodset(pickiness=4))["setting"]) == 1
     d = data(c.newdat(x=[3.0], y=lor(3.0), s=100.0))
     assert d["index"] == 0 and d["count"] == 1 and d["n_measurements"] == 1 and len(d["mean"]) == 3
