@@ -607,10 +607,14 @@ def test_cheap_commands_answered_inline_when_the_lock_is_free(tmp_path):
     worker.start()
     held.wait(10)
     tr.clear()
+    pending = []
+    proto.runner = lambda work: pending.append(work) or defer.Deferred()  # a thread not run yet
     proto.dataReceived(encode({"command": "getmean"}))
+    assert len(pending) == 1 and replies(tr) == []  # the reactor did not wait for the lock
     release.set()
     worker.join(10)
-    assert len(runner.commands) == 7 and replies(tr) == [service.getmean()]
+    reply, data = pending[0]()
+    assert reply.value == service.getmean()
     service.store.close()
 
 
@@ -655,4 +659,45 @@ def test_a_measurement_due_a_snapshot_goes_to_the_thread(tmp_path):
     # 1: measured in the thread; 2 inline; 3 (snapshot) thread; 4, 5 inline; 6 (snapshot) thread
     assert len(runner.commands) == 3 and replies(tr) == ["OK"] * 6
     assert service.store.latest_snapshot(service.run_id).n_measurements == 6
+    service.store.close()
+
+
+def test_a_measurement_waits_in_the_thread_while_the_store_is_busy(tmp_path):
+    from agents.obe.inline_budget import InlineBudget
+    from agents.obe.run_store import RunStore
+    from agents.obe.service import OBEService
+
+    service = OBEService(RunStore(tmp_path / "runs.sqlite3"), snapshot_every=1000,
+                         inline_budget=InlineBudget(0.0005, clock=StepClock(0.0001)))
+    service.start_run({"model": "lorentzian", "settings": {"start": 1.5, "stop": 4.5, "num": 50},
+                       "n_particles": 500, "noise_std": 100.0, "seed": 1})
+    pending = []
+
+    def later(work):  # a worker thread that has not run yet
+        d = defer.Deferred()
+        pending.append((work, d))
+        return d
+    runner = RecordingRunner()
+    proto, tr = connect(LegacyOBEFactory(service, runner=runner))
+    newdat = encode({"command": "newdat", "x": [2.0], "y": 50000.0, "s": 100.0})
+    proto.dataReceived(newdat)  # measured in the thread
+    proto.runner = later
+    held, release = threading.Event(), threading.Event()
+
+    def hold():  # e.g. the measurements Task reading the store in a worker thread
+        with service.store.lock:
+            held.set()
+            release.wait(10)
+    worker = threading.Thread(target=hold)
+    worker.start()
+    held.wait(10)
+    proto.dataReceived(newdat)  # not inline: the store's lock is taken
+    assert len(pending) == 1 and not service._lock._is_owned()
+    release.set()
+    worker.join(10)
+    work, d = pending.pop()
+    d.callback(work())
+    proto.dataReceived(newdat)  # free again: inline
+    assert len(runner.commands) == 1 and not pending and replies(tr) == ["OK"] * 3
+    assert service.store.count_measurements(service.run_id) == 3
     service.store.close()
