@@ -53,6 +53,7 @@ from agents.obe.engine.obe_engine import OBEEngine  # noqa: E402
 MS = 1e3
 DEMO_RUNS = ((2, 3, 25), (2, 3, 200), (1, 4, 200))
 TARGETS = {"classic": 0.7, "ocsclient_bare_calls": 3.5, "scan_ms": 4.0}
+OBE_ARGS: list[str] = []  # extra OBE agent options (--inline-budget-ms)
 
 _REFERENCE_SERVER = """
 import os, runpy, sys
@@ -144,10 +145,25 @@ while True:
 """
 
 
-def bare_tcp_exchanges(client, n: int) -> float:
+_TWISTED_SERVER = """
+from twisted.internet import protocol, reactor
+class Answer(protocol.Protocol):
+    def dataReceived(self, data):
+        self.transport.write(b'0000000004"OK"')
+factory = protocol.ServerFactory()
+factory.protocol, factory.noisy = Answer, False
+port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+print(port.getHost().port, flush=True)
+reactor.run()
+"""
+
+
+def bare_tcp_exchanges(client, n: int, server: str = _BARE_SERVER) -> float:
     """Seconds for ``n`` one-connection requests to a serial server (its own process) that
-    answers "OK" at once: the floor of the transport alone."""
-    proc = subprocess.Popen([sys.executable, "-c", _BARE_SERVER], stdout=subprocess.PIPE, text=True)
+    answers "OK" at once: the floor of the transport alone (``_TWISTED_SERVER``: the floor of
+    a minimal Twisted server, no framing, no backend)."""
+    proc = subprocess.Popen([sys.executable, "-c", server], stdout=subprocess.PIPE, text=True,
+                            env=project_env())
     try:
         client.default_port = int(proc.stdout.readline())
         t0 = time.perf_counter()
@@ -183,14 +199,14 @@ def loop_classic(router, tmp: Path, runs: int) -> dict:
     port = free_port()
     router.add_instance("OBEAgent", "cl-obe-tcp", [
         "--db", str(tmp / "cl-obe-tcp.sqlite3"), "--tcp-port", str(port), "--run-config", str(run_file),
-        "--newrun-handler", "closed_loop_model:newrun"])
+        "--newrun-handler", "closed_loop_model:newrun"] + OBE_ARGS)
     ours = router.agent("cl-obe-tcp", env={"PYTHONPATH": str(BENCH)})
     ref_port = free_port()
     env = project_env({"REF_PATH": str(REFERENCE), "REF_PORT": str(ref_port)})
     with open(tmp / "reference-server.out", "wb") as log:
         ref = subprocess.Popen([sys.executable, "-c", _REFERENCE_SERVER], env=env, stdout=log,
                                stderr=log, stdin=subprocess.DEVNULL, cwd=tmp)
-    out = {"ours": [], "reference": [], "engine": [], "bare": []}
+    out = {"ours": [], "reference": [], "engine": [], "bare": [], "twisted": []}
     try:
         ours.wait_registered(30)
         for p in (port, ref_port):  # as the demo client does (a bare probe would crash the reference)
@@ -207,8 +223,12 @@ def loop_classic(router, tmp: Path, runs: int) -> dict:
                       file=sys.stderr, flush=True)
             out["engine"].append(engine_demo_loop(rep))
             out["bare"].append(bare_tcp_exchanges(client, 801 * len(DEMO_RUNS)))
+            out["twisted"].append(bare_tcp_exchanges(client, 801 * len(DEMO_RUNS), _TWISTED_SERVER))
         client.default_port = ref_port
         client.tcpcmd({"command": "done"})
+        obe = OCSClient("cl-obe-tcp", site_file=str(router.site_file))
+        out["inline"] = obe.ready().session["data"]["inline"]
+        obe.close()
     finally:
         ours.terminate()
         if ref.poll() is None:
@@ -228,7 +248,7 @@ def loop_agents(router, tmp: Path, steps: int, scan_steps: int) -> dict:
     sim = router.agent("cl-sim")
     router.add_instance("InstrumentAgent", "cl-inst", ["--port", str(inst_port), "--mode", "idle"])
     inst = router.agent("cl-inst")
-    router.add_instance("OBEAgent", "cl-obe", ["--db", str(tmp / "cl-obe.sqlite3"), "--no-tcp"])
+    router.add_instance("OBEAgent", "cl-obe", ["--db", str(tmp / "cl-obe.sqlite3"), "--no-tcp"] + OBE_ARGS)
     obe_agent = router.agent("cl-obe")
     out: dict = {}
     try:
@@ -285,6 +305,7 @@ def loop_agents(router, tmp: Path, steps: int, scan_steps: int) -> dict:
                           truth["noise"])
             eng_times.append(time.perf_counter() - t0)
         out["engine"] = eng_times
+        out["inline"] = obe.ready().session["data"]["inline"]
         adaptive_scan.check(obe.newrun(**config), "newrun (scan)")
         started = obe.adaptive_scan.start(instrument="cl-inst", max_steps=scan_steps, sigma=truth["noise"])
         assert started.status == 0, started
@@ -368,6 +389,11 @@ def report(classic: dict | None, agents: dict | None, calls: dict | None = None)
             f"| the same client against our classic TCP port | {ours:.2f} s | engine alone {eng:.2f} s "
             f"+ {n} bare TCP exchanges {bare:.2f} s = {eng + bare:.2f} s ({(eng + bare) / ref:.2f}x the "
             f"reference) | **{ours / ref:.2f}x** the reference | <= {TARGETS['classic']}x |"]
+        if classic.get("twisted"):
+            tw = median(classic["twisted"])
+            lines.append(f"| the same {n} exchanges with a minimal Twisted server (answers at once) | "
+                         f"{tw:.2f} s | + engine alone = {tw + eng:.2f} s | {(tw + eng) / ref:.2f}x the "
+                         f"reference | |")
     if agents:
         bare, step = median(agents["bare"]), median(agents["step"])
         eng = median(agents["engine"])
@@ -393,7 +419,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--scan-steps", type=int, default=200, help="steps of the adaptive_scan Process")
     p.add_argument("--calls", type=int, default=300, help="interleaved iterations of the Task-call case")
     p.add_argument("--loops", default="calls,classic,agents")
+    p.add_argument("--inline-budget-ms", default=None, help="the OBE agents' --inline-budget-ms")
     args = p.parse_args(argv)
+    if args.inline_budget_ms is not None:
+        OBE_ARGS[:] = ["--inline-budget-ms", args.inline_budget_ms]
     loops = args.loops.split(",")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -404,6 +433,9 @@ def main(argv: list[str] | None = None) -> None:
     load = os.getloadavg()
     print(f"closed loops, {os.cpu_count()} cores, load average {load[0]:.1f} at the end\n")
     print(report(classic, agents, calls))
+    for name, loop in (("classic", classic), ("OCSClient step", agents)):
+        if loop and "inline" in loop:  # the OBE agent's measured engine costs (its ready Task)
+            print(f"\nOBE agent after the {name} loop, inline budget: {loop['inline']}")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ SANS_IO = [
     "ocs_core.supervisor.child", "ocs_core.supervisor.control", "ocs_core.supervisor.plan",
     "ocs_core.supervisor.precheck", "ocs_core.supervisor.managers", "ocs_core.site.ocs_plugins",
     "ocs_core.site.discovery", "agents.host_manager.children", "agents.ocs_plugin",
-    "agents.obe.classic.commands", "agents.obe.newrun", "agents.access.config",
+    "agents.obe.classic.commands", "agents.obe.newrun", "agents.obe.inline_budget", "agents.access.config",
     "agents.access.director",
     "agents.instrument.commands", "agents.instrument.signatures", "agents.instrument.profiles",
     "agents.rig.events", "agents.rig.messages", "agents.rig.feed_format", "agents.rig.state",

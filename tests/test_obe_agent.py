@@ -81,9 +81,11 @@ def test_every_task(obe):
     assert run["parameters"] == ["x0", "a", "b"] and run["n_settings"] == 200
     assert run["n_particles"] == 3000 and run["config"]["seed"] == 11 and run["n_measurements"] == 0
     assert data(c.ready()) == {"ready": True, "run_id": run["run_id"], "n_measurements": 0,
-                               "restored": None}
+                               "restored": None, "inline": {"budget_ms": 0.5, "estimates_ms": {},
+                                                            "max_inline_ms": 0.0}}
     setting = data(c.optset())["setting"]
     assert len(setting) == 1 and 1.5 <= setting[0] <= 4.5
+    assert list(data(c.ready())["inline"]["estimates_ms"]) == ["optset"]  # measured once
     assert len(data(c.goodset(pickiness=4))["setting"]) == 1
     d = data(c.newdat(x=[3.0], y=lor(3.0), s=100.0))
     assert d["index"] == 0 and d["count"] == 1 and d["n_measurements"] == 1 and len(d["mean"]) == 3
@@ -309,15 +311,18 @@ async def test_posterior_feed_after_each_update(router, obe):
             reply = await threads.deferToThread(
                 raw.tcpcmd, port, {"command": "newdat", "x": [x], "y": lor(x), "s": 100.0})
             assert reply == "OK"
-        await until(lambda: len(sub.events) >= 2, what="two posterior feed events")
+        block = f"run{run['run_id']}"
+
+        def samples(field):  # one sample per update; a window's samples share one message
+            return [v for e in sub.events if block in e[0] for v in e[0][block]["data"][field]]
+        await until(lambda: len(samples("n_measurements")) >= 2, what="two posterior feed samples")
         mean = await threads.deferToThread(raw.tcpcmd, port, {"command": "getmean"})
-        blocks = [e[0][f"run{run['run_id']}"] for e in sub.events[-2:]]
-        assert [b["data"]["n_measurements"] for b in blocks] == [[1], [2]]
-        assert [b["data"]["setting_0"] for b in blocks] == [[2.9], [3.05]]
-        last = blocks[-1]["data"]
-        assert set(last) == {"n_measurements", "setting_0", "mean_x0", "std_x0", "mean_a", "std_a",
-                             "mean_b", "std_b"}
-        assert [last["mean_x0"][0], last["mean_a"][0], last["mean_b"][0]] == mean
+        assert samples("n_measurements") == [1, 2] and samples("setting_0") == [2.9, 3.05]
+        last = sub.events[-1][0][block]
+        assert set(last["data"]) == {"n_measurements", "setting_0", "mean_x0", "std_x0", "mean_a",
+                                     "std_a", "mean_b", "std_b"}
+        assert len(last["timestamps"]) == len(last["data"]["n_measurements"])
+        assert [samples(f)[-1] for f in ("mean_x0", "mean_a", "mean_b")] == mean
     finally:
         await sub.stop()
 

@@ -299,3 +299,17 @@ def test_classic_newrun_with_explicit_particles(store):
     again = OBEService(store)
     again.restore()
     assert again.getpar() == rows and again.getwgt() == [0.25, 0.25, 0.5]
+
+
+def test_the_inline_budget_option(tmp_path):
+    from agents.obe.agent_options import build_service, make_parser
+
+    base = ["--instance-id", "obe-x", "--db", str(tmp_path / "x.sqlite3")]
+    service = build_service(make_parser().parse_args(base))
+    assert service.budget.budget == 0.0005
+    service.store.close()
+    service = build_service(make_parser().parse_args(base + ["--inline-budget-ms", "0"]))
+    assert service.budget.budget == 0.0 and service.inline_lock("getmean") is service._lock  # no run
+    service.store.close()
+    with pytest.raises(SystemExit):
+        build_service(make_parser().parse_args(base + ["--inline-budget-ms", "-1"]))

@@ -212,3 +212,29 @@ def test_wal_and_synchronous_normal_by_default_full_as_an_option(tmp_path):
         assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     with RunStore(tmp_path / "b.sqlite", durable=True) as store:
         assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_commits_never_checkpoint_the_checkpoint_thread_does(tmp_path):
+    import time
+
+    path = tmp_path / "runs.sqlite3"
+    store = RunStore(path, checkpoint_pages=5, checkpoint_seconds=30)
+    assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    assert store.lock.acquire(blocking=False) and store.lock.acquire(blocking=False)  # re-entrant
+    store.lock.release()
+    store.lock.release()
+    run = store.new_run({"model": "x"})
+    store.append_measurements(run, [([1.0], 2.0, 0.1)] * 2)  # one commit (a page): no checkpoint yet
+    checkpointer = store._checkpointer
+    assert checkpointer.checkpoints == 0 and checkpointer.pending == 3  # with the schema
+    for i in range(4):  # the 2nd reaches 5 pages
+        store.append_measurements(run, [([float(i)], 2.0, 0.1)])
+    deadline = time.monotonic() + 10
+    while checkpointer.checkpoints < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert checkpointer.checkpoints == 1
+    store.append_measurements(run, [([9.0], 2.0, 0.1)])
+    store.close()  # one last checkpoint of what is pending
+    assert checkpointer.checkpoints == 2 and not checkpointer._thread.is_alive()
+    with RunStore(path) as again:
+        assert again.count_measurements(run) == 7

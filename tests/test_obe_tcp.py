@@ -420,6 +420,30 @@ def test_socket_many_requests_per_connection_pipelined(served):
 
 
 @pytest_twisted.inlineCallbacks
+def test_socket_big_replies_partly_queued_keep_their_order():
+    class BigBackend(FakeBackend):
+        def getpar(self):  # ~4 MB: more than the socket takes at once, the rest is queued
+            return [[float(i) for i in range(400_000)]]
+
+    port = listen(BigBackend(), port=0)
+    number = port.getHost().port
+
+    def client():
+        with socket.create_connection(("127.0.0.1", number), timeout=10) as sock:
+            frames = b"".join(b"%010d" % len(body) + body for body in (
+                b'{"command": "getpar"}', b'{"command": "ready"}', b'{"command": "getpar"}',
+                b'{"command": "getcon"}'))
+            sock.sendall(frames)
+            return [json.loads(recv_frame(sock)[10:]) for _ in range(4)]
+
+    try:
+        big, ready, big2, con = yield threads.deferToThread(client)
+    finally:
+        yield port.stopListening()
+    assert big == big2 == [[float(i) for i in range(400_000)]] and ready == "OK" and con == [0.5, "c"]
+
+
+@pytest_twisted.inlineCallbacks
 def test_socket_done_replies_then_closes(served):
     _, port = served
 
@@ -530,11 +554,25 @@ class RecordingRunner:
         return defer.maybeDeferred(work)
 
 
+class StepClock:
+    """A fake clock: every reading is ``step`` seconds after the previous one."""
+
+    def __init__(self, step):
+        self.step, self.now = step, 0.0
+
+    def __call__(self):
+        self.now += self.step
+        return self.now
+
+
 def test_cheap_commands_answered_inline_when_the_lock_is_free(tmp_path):
+    from agents.obe.inline_budget import InlineBudget
     from agents.obe.run_store import RunStore
     from agents.obe.service import OBEService
 
-    service = OBEService(RunStore(":memory:"))
+    clock = StepClock(0.0001)  # every engine call measures 0.1 ms: under the 0.5 ms budget
+    service = OBEService(RunStore(tmp_path / "runs.sqlite3"), inline_budget=InlineBudget(0.0005, clock=clock),
+                         snapshot_every=1000)
     runner = RecordingRunner()
     proto, tr = connect(LegacyOBEFactory(service, runner=runner))
     proto.dataReceived(encode({"command": "getmean"}))  # no run yet: the error, inline
@@ -542,16 +580,22 @@ def test_cheap_commands_answered_inline_when_the_lock_is_free(tmp_path):
     service.start_run({"model": "lorentzian", "settings": {"start": 1.5, "stop": 4.5, "num": 50},
                        "n_particles": 500, "noise_std": 100.0, "seed": 1})
     tr.clear()
+    # the first call of an engine command is measured in the thread; small lists are inline
     for command in ("getmean", "getstd", "getcov", "getcon", "getset"):
         proto.dataReceived(encode({"command": command}))
-    assert runner.commands == []
+    assert len(runner.commands) == 3
+    for command in ("getmean", "getstd", "getcov"):  # measured cheap now: inline
+        proto.dataReceived(encode({"command": command}))
+    assert len(runner.commands) == 3
     got = replies(tr)
-    assert got[0] == service.getmean() and got[2] == service.getcov() and len(got[4][0]) == 50
-    # big replies and the mathematics go to the thread
+    assert got[5] == got[0] == service.getmean() and got[7] == service.getcov() and len(got[4][0]) == 50
+    # big replies go to the thread; the setting choice and the measurement once, then inline
     tr.clear()
-    for command in ("getpar", "optset", "newdat"):
-        proto.dataReceived(encode({"command": command, "x": [2.0], "y": 50000.0, "s": 100.0}))
-    assert len(runner.commands) == 3 and len(replies(tr)) == 3
+    newdat = {"command": "newdat", "x": [2.0], "y": 50000.0, "s": 100.0}
+    for request in ({"command": "getpar"}, {"command": "optset"}, newdat, {"command": "optset"}, newdat):
+        proto.dataReceived(encode(request))
+    assert len(runner.commands) == 6 and len(replies(tr)) == 5
+    assert service.engine.n_measurements == 2 and service.store.count_measurements(service.run_id) == 2
     # a held lock (a worker thread busy with the posterior): the cheap command waits in the thread
     held, release = threading.Event(), threading.Event()
 
@@ -563,7 +607,97 @@ def test_cheap_commands_answered_inline_when_the_lock_is_free(tmp_path):
     worker.start()
     held.wait(10)
     tr.clear()
+    pending = []
+    proto.runner = lambda work: pending.append(work) or defer.Deferred()  # a thread not run yet
     proto.dataReceived(encode({"command": "getmean"}))
+    assert len(pending) == 1 and replies(tr) == []  # the reactor did not wait for the lock
     release.set()
     worker.join(10)
-    assert len(runner.commands) == 4 and replies(tr) == [service.getmean()]
+    reply, data = pending[0]()
+    assert reply.value == service.getmean()
+    service.store.close()
+
+
+def test_commands_over_the_budget_and_durable_commits_go_to_the_thread(tmp_path):
+    from agents.obe.inline_budget import InlineBudget
+    from agents.obe.run_store import RunStore
+    from agents.obe.service import OBEService
+
+    config = {"model": "lorentzian", "settings": {"start": 1.5, "stop": 4.5, "num": 50},
+              "n_particles": 500, "noise_std": 100.0, "seed": 1}
+    newdat = {"command": "newdat", "x": [2.0], "y": 50000.0, "s": 100.0}
+    for budget, clock, durable in ((0.0005, StepClock(0.001), False), (0.0, StepClock(0.0), False),
+                                   (0.0005, StepClock(0.0001), True)):
+        service = OBEService(RunStore(tmp_path / f"runs-{budget}-{durable}.sqlite3", durable=durable),
+                             inline_budget=InlineBudget(budget, clock=clock), snapshot_every=1000)
+        service.start_run(config)
+        runner = RecordingRunner()
+        proto, tr = connect(LegacyOBEFactory(service, runner=runner))
+        for _ in range(3):
+            proto.dataReceived(encode(newdat))
+        assert len(runner.commands) == 3 and replies(tr) == ["OK"] * 3
+        if not durable:  # 1 ms measured, or budget 0: nothing of the engine runs inline
+            proto.dataReceived(encode({"command": "getmean"}))
+            proto.dataReceived(encode({"command": "getmean"}))
+            assert len(runner.commands) == 5
+        service.store.close()
+
+
+def test_a_measurement_due_a_snapshot_goes_to_the_thread(tmp_path):
+    from agents.obe.inline_budget import InlineBudget
+    from agents.obe.run_store import RunStore
+    from agents.obe.service import OBEService
+
+    service = OBEService(RunStore(tmp_path / "runs.sqlite3"), snapshot_every=3,
+                         inline_budget=InlineBudget(0.0005, clock=StepClock(0.0001)))
+    service.start_run({"model": "lorentzian", "settings": {"start": 1.5, "stop": 4.5, "num": 50},
+                       "n_particles": 500, "noise_std": 100.0, "seed": 1})
+    runner = RecordingRunner()
+    proto, tr = connect(LegacyOBEFactory(service, runner=runner))
+    for _ in range(6):
+        proto.dataReceived(encode({"command": "newdat", "x": [2.0], "y": 50000.0, "s": 100.0}))
+    # 1: measured in the thread; 2 inline; 3 (snapshot) thread; 4, 5 inline; 6 (snapshot) thread
+    assert len(runner.commands) == 3 and replies(tr) == ["OK"] * 6
+    assert service.store.latest_snapshot(service.run_id).n_measurements == 6
+    service.store.close()
+
+
+def test_a_measurement_waits_in_the_thread_while_the_store_is_busy(tmp_path):
+    from agents.obe.inline_budget import InlineBudget
+    from agents.obe.run_store import RunStore
+    from agents.obe.service import OBEService
+
+    service = OBEService(RunStore(tmp_path / "runs.sqlite3"), snapshot_every=1000,
+                         inline_budget=InlineBudget(0.0005, clock=StepClock(0.0001)))
+    service.start_run({"model": "lorentzian", "settings": {"start": 1.5, "stop": 4.5, "num": 50},
+                       "n_particles": 500, "noise_std": 100.0, "seed": 1})
+    pending = []
+
+    def later(work):  # a worker thread that has not run yet
+        d = defer.Deferred()
+        pending.append((work, d))
+        return d
+    runner = RecordingRunner()
+    proto, tr = connect(LegacyOBEFactory(service, runner=runner))
+    newdat = encode({"command": "newdat", "x": [2.0], "y": 50000.0, "s": 100.0})
+    proto.dataReceived(newdat)  # measured in the thread
+    proto.runner = later
+    held, release = threading.Event(), threading.Event()
+
+    def hold():  # e.g. the measurements Task reading the store in a worker thread
+        with service.store.lock:
+            held.set()
+            release.wait(10)
+    worker = threading.Thread(target=hold)
+    worker.start()
+    held.wait(10)
+    proto.dataReceived(newdat)  # not inline: the store's lock is taken
+    assert len(pending) == 1 and not service._lock._is_owned()
+    release.set()
+    worker.join(10)
+    work, d = pending.pop()
+    d.callback(work())
+    proto.dataReceived(newdat)  # free again: inline
+    assert len(runner.commands) == 1 and not pending and replies(tr) == ["OK"] * 3
+    assert service.store.count_measurements(service.run_id) == 3
+    service.store.close()

@@ -269,3 +269,53 @@ def test_wait_refuses_a_non_finite_timeout(timeout):
     code, message, _ = ops.wait("p", timeout)
     assert code != 0 and "wait timeout must be" in message
     assert clock.getDelayedCalls() == []
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_blocking_task_runs_in_the_reactor_when_its_chooser_names_a_free_lock():
+    lock, chosen = threading.RLock(), []
+
+    def choose(params):
+        chosen.append(params)
+        return lock if params["x"] < 5 else None  # "cheap" calls: x < 5
+
+    @param("x", type=int)
+    def body(session, params):
+        session.data = {"thread": threading.current_thread().name, "held": lock._is_owned()}
+        return True, "done"
+
+    ops = Operations(reactor)
+    ops.register_task("choosy", body, inline=choose)
+    here = threading.current_thread().name
+    # start then wait (ocs's clients): the start reply still says "starting", then the body runs inline
+    code, _, sess = ops.dispatch("start", "choosy", {"x": 1})
+    assert code == OK and sess["status"] == "starting"
+    _, _, sess = yield defer.maybeDeferred(ops.dispatch, "wait", "choosy", 5)
+    assert sess["success"] and sess["data"] == {"thread": here, "held": True}
+    assert [m[1] for m in sess["messages"]][:2] == ['Status is now "starting".', 'Status is now "running".']
+    _, _, sess = yield defer.maybeDeferred(ops.dispatch, "start_and_wait", "choosy", {"x": 2}, 5)
+    assert sess["data"] == {"thread": here, "held": True}
+    _, _, sess = yield defer.maybeDeferred(ops.dispatch, "start_and_wait", "choosy", {"x": 7}, 5)
+    assert sess["data"]["thread"] != here  # not cheap: a worker thread
+    # the lock held elsewhere: the thread, without waiting in the reactor
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with lock:
+            held.set()
+            release.wait(10)
+    worker = threading.Thread(target=hold)
+    worker.start()
+    held.wait(10)
+    d = defer.maybeDeferred(ops.dispatch, "start_and_wait", "choosy", {"x": 3}, 5)
+    release.set()
+    _, _, sess = yield d
+    worker.join(10)
+    assert sess["data"]["thread"] != here and not lock._is_owned()
+    assert [p["x"] for p in chosen] == [1, 2, 7, 3]
+    assert ops["choosy"].op_info()["blocking"] is True  # get_api still says blocking
+
+
+def test_inline_is_for_blocking_tasks_only():
+    with pytest.raises(ValueError, match="blocking tasks only"):
+        Operations(reactor).register_task("t", lambda s, p: (True, ""), blocking=False, inline=lambda p: None)

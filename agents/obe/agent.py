@@ -9,8 +9,6 @@ recorded feed ``posterior``. Every Task and the TCP server share one
 from __future__ import annotations
 
 import functools
-import re
-import time
 from typing import Any, Callable
 
 from twisted.internet import defer, threads
@@ -25,13 +23,13 @@ from clients.client_t import TaskClient
 
 from agents.obe.classic import server as classic_server
 from agents.obe.agent_options import build_service, make_parser
+from agents.obe.feed import PosteriorFeed
 from agents.obe.scan import ScanPlan, run_scan
 from agents.obe.service import DEFAULT_MAX_ITEMS, OBEService
 
 __all__ = ["OBEAgent", "make_parser", "main"]
 
 log = Logger(namespace="agents.obe.agent")
-FEED = "posterior"
 _CONFIG_PARAMS = ("model", "settings", "priors", "constants", "n_particles", "n_draws", "utility",
                   "selection", "pickiness", "noise_std", "noise_parameter", "choke", "a_param",
                   "resample_threshold", "scale", "resampler", "cost", "seed",
@@ -50,10 +48,6 @@ def _refusals(name: str) -> Callable:
                 return False, f"{name}: {text}"
         return body
     return wrap
-
-
-def _field(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
 class OBEAgent:
@@ -75,8 +69,8 @@ class OBEAgent:
         self.max_items = max_items
         self._tcp_stop: defer.Deferred | None = None
         self._scan_stop = False
-        agent.register_feed(FEED, record=True, agg_params={"frame_length": 60})
-        service.on_update = self._publish
+        self.feed = PosteriorFeed(agent)
+        service.on_update = self.feed.publish
 
     def register(self, *, serve_tcp: bool = True) -> None:
         """Register every Task and Process; ``serve_tcp`` starts with the reactor if asked.
@@ -85,33 +79,29 @@ class OBEAgent:
         whether or not the router is there yet (a startup op would wait for the first join).
         """
         a = self.agent
-        for name in ("newrun", "newdat", "optset", "goodset", "getmean", "getstd", "getcov",
-                     "getwgt", "getpar", "getset", "getcon", "runs", "run_info", "measurements"):
+        for name in ("newrun", "getwgt", "getpar", "getset", "getcon", "runs", "run_info", "measurements"):
             a.register_task(name, getattr(self, name))
+        # Engine calls measured cheap for this posterior run in the reactor when the lock is free.
+        for name in ("optset", "goodset", "getmean", "getstd", "getcov"):
+            a.register_task(name, getattr(self, name), inline=self._inline_chooser(name))
+        a.register_task("newdat", self.newdat, inline=self._inline_newdat)
         a.register_task("ready", self.ready, blocking=False)
         a.register_process("serve_tcp", self.serve_tcp, self._stop_tcp, blocking=False)
         a.register_process("adaptive_scan", self.adaptive_scan, self._stop_scan, blocking=False)
         if serve_tcp:
             a.reactor.callWhenRunning(self._start_tcp)
 
+    def _inline_chooser(self, name: str) -> Callable[[Any], Any]:
+        return lambda params: self.service.inline_lock(name)
+
+    def _inline_newdat(self, params: Any) -> Any:
+        single = isinstance(params, dict) and params.get("records") is None
+        return self.service.inline_lock("newdat") if single else None
+
     def _start_tcp(self) -> None:
         reply = self.agent.operations.start("serve_tcp", {})
         if reply[0] != 0:
             log.error("serve_tcp did not start: {msg}", msg=reply[1])
-
-    # ------------------------------------------------------------------ feed
-    def _publish(self, update: dict) -> None:
-        data: dict[str, Any] = {"n_measurements": update["n_measurements"]}
-        for name, m, s in zip(update["parameters"], update["mean"], update["std"]):
-            data[f"mean_{_field(name)}"] = m
-            data[f"std_{_field(name)}"] = s
-        for k, v in enumerate(update["setting"]):
-            data[f"setting_{k}"] = v
-        message = {"block_name": f"run{update['run_id']}", "timestamp": time.time(), "data": data}
-        reactor = self.agent.reactor
-        # Publish a moment later, from the reactor: the reply to the measurement goes out first.
-        # (publishing from the worker thread directly made each TCP newdat ~3 ms slower).
-        reactor.callFromThread(reactor.callLater, 0, self.agent.publish_to_feed, FEED, message)
 
     # ------------------------------------------------------------------ runs
     @param("model", default=None, type=str)
@@ -293,12 +283,13 @@ class OBEAgent:
         """ready()
 
         **Task** - Liveness check. session.data: ``{"ready": true, "run_id": id or null,
-        "n_measurements": n or null, "restored": {...} or null}``.
+        "n_measurements": n or null, "restored": {...} or null, "inline": {"budget_ms",
+        "estimates_ms": {command: ms}, "max_inline_ms"}}`` (the engine calls' measured costs).
         """
         engine = self.service.engine
         session.data = {"ready": True, "run_id": self.service.run_id,
                         "n_measurements": None if engine is None else engine.n_measurements,
-                        "restored": self.service.restored}
+                        "restored": self.service.restored, "inline": self.service.budget.summary()}
         return True, "OK"
 
     # ------------------------------------------------------------------ earlier runs

@@ -9,6 +9,7 @@ from twisted.logger import Logger
 from ocs_core.site import args as site_args
 
 from agents.obe.classic import server as classic_server
+from agents.obe.inline_budget import DEFAULT_INLINE_BUDGET, InlineBudget
 from agents.obe.newrun import load_handler, load_run_config
 from agents.obe.service import DEFAULT_MAX_ITEMS, DEFAULT_SNAPSHOT_EVERY, OBEService
 from agents.obe.run_store import RunStore
@@ -41,6 +42,9 @@ def make_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argum
                    help="store the posterior every N measurements (default 50)")
     g.add_argument("--max-items", type=int, default=DEFAULT_MAX_ITEMS,
                    help="values per reply of getwgt/getpar/getset (default 10000)")
+    g.add_argument("--inline-budget-ms", type=float, default=DEFAULT_INLINE_BUDGET * 1e3, metavar="MS",
+                   help="an engine call whose measured running cost is at most MS runs in the reactor "
+                        "thread when the posterior is free (default 0.5; 0: always a worker thread)")
     return parser
 
 
@@ -58,6 +62,9 @@ def build_service(parsed: argparse.Namespace) -> OBEService:
         SystemExit: the run configuration file or the newrun handler cannot be loaded (logged).
     """
     db = parsed.db or os.path.join(os.getcwd(), f"{parsed.instance_id}.obe.sqlite3")
+    if not parsed.inline_budget_ms >= 0:
+        log.error("OBEAgent cannot start: --inline-budget-ms must be >= 0, got {v}", v=parsed.inline_budget_ms)
+        raise SystemExit(1)
     try:
         default_config = load_run_config(_beside_site(parsed.run_config, parsed.site_file)) \
             if parsed.run_config else None
@@ -66,7 +73,8 @@ def build_service(parsed: argparse.Namespace) -> OBEService:
         log.error("OBEAgent cannot start: {why}", why=exc)
         raise SystemExit(1) from None
     service = OBEService(RunStore(db, durable=parsed.sync == "full"), default_config=default_config,
-                         newrun_handler=handler, snapshot_every=parsed.snapshot_every)
+                         newrun_handler=handler, snapshot_every=parsed.snapshot_every,
+                         inline_budget=InlineBudget(parsed.inline_budget_ms / 1e3))
     try:
         info = service.restore()
     except Exception as exc:  # noqa: BLE001 - start without a run, say why

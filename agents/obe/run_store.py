@@ -16,9 +16,17 @@ no committed measurement: the WAL is in the operating system's page cache); a po
 crash may lose the last commits. ``durable=True`` (``synchronous=FULL``, an fsync per commit)
 also survives power loss; its cost per measurement is in docs/benchmarks.md.
 
+Checkpoints: the writing connection's auto-checkpoint is off (``wal_autocheckpoint=0``), so a
+commit never waits for the fsync of a checkpoint; a checkpoint thread with its own connection
+runs ``wal_checkpoint(PASSIVE)`` (it never blocks a writer) once ``checkpoint_pages`` pages were
+written since the last one, or every ``checkpoint_seconds`` when anything was. With
+``synchronous=NORMAL`` a commit is then a write to the operating system's page cache: the OBE
+service may commit a measurement from the reactor thread (see ``OBEService.inline_lock``).
+
 Thread-safety: one connection opened with ``check_same_thread=False``; every public method holds
-one ``threading.Lock`` for its whole transaction, so a store may be shared by the reactor thread
-and worker threads.
+one ``threading.RLock`` (:attr:`RunStore.lock`) for its whole transaction, so a store may be
+shared by the reactor thread and worker threads; a caller that must not wait takes
+``lock.acquire(blocking=False)`` first.
 """
 from __future__ import annotations
 
@@ -120,18 +128,25 @@ class RunStore:
         durable: ``synchronous=FULL`` (survives power loss) if True, else ``NORMAL`` (default:
             survives a killed process, no fsync per measurement).
         keep_snapshots: newest snapshots kept per run (older ones are deleted); None keeps all.
+        checkpoint_pages, checkpoint_seconds: when the checkpoint thread checkpoints the WAL.
     """
 
-    def __init__(self, path: str | Path, *, durable: bool = False, keep_snapshots: int | None = 3) -> None:
+    def __init__(self, path: str | Path, *, durable: bool = False, keep_snapshots: int | None = 3,
+                 checkpoint_pages: int = 1000, checkpoint_seconds: float = 2.0) -> None:
         if keep_snapshots is not None and keep_snapshots < 1:
             raise ValueError(f"keep_snapshots must be >= 1 or None, got {keep_snapshots!r}")
         self.path = str(path)
+        self.durable = bool(durable)
         self.keep_snapshots = keep_snapshots
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         self._db.execute("PRAGMA foreign_keys=ON")
+        self._checkpointer: _Checkpointer | None = None
+        if str(mode).lower() == "wal":
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpointer = _Checkpointer(self.path, checkpoint_pages, checkpoint_seconds)
         with self._lock, self._transaction():
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > _SCHEMA_VERSION:
@@ -143,15 +158,22 @@ class RunStore:
 
     # -- plumbing --------------------------------------------------------------------------------
 
-    def _transaction(self) -> "_Transaction":
-        return _Transaction(self._db)
+    @property
+    def lock(self) -> threading.RLock:
+        """The lock every public method holds for its whole transaction (re-entrant)."""
+        return self._lock
+
+    def _transaction(self, pages: int = 1) -> "_Transaction":
+        return _Transaction(self._db, self._checkpointer, pages)
 
     def _check_run(self, run_id: int) -> None:
         if self._db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
             raise KeyError(f"no run with id {run_id!r}")
 
     def close(self) -> None:
-        """Close the database (idempotent)."""
+        """Close the database (idempotent); the checkpoint thread checkpoints once more and ends."""
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         with self._lock:
             if not isinstance(self._db, _Closed):
                 self._db.close()
@@ -261,7 +283,7 @@ class RunStore:
         """
         names, blob = _pack_arrays(arrays)
         meta_json = _to_json(dict(meta))
-        with self._lock, self._transaction():
+        with self._lock, self._transaction(pages=2 + len(blob) // 4096):
             self._check_run(run_id)
             self._db.execute(
                 "INSERT OR REPLACE INTO snapshots (run_id, n_measurements, created, names, arrays, meta) "
@@ -291,13 +313,61 @@ class _Closed:
 
 
 class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error) on an autocommit connection."""
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error) on an autocommit connection;
+    a commit tells the checkpointer about the (estimated) pages it wrote."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
+    def __init__(self, db: sqlite3.Connection, checkpointer: "_Checkpointer | None", pages: int) -> None:
+        self._db, self._checkpointer, self._pages = db, checkpointer, pages
 
     def __enter__(self) -> None:
         self._db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: Any, *exc: Any) -> None:
         self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        if not exc_type and self._checkpointer is not None:
+            self._checkpointer.wrote(self._pages)
+
+
+class _Checkpointer:
+    """Checkpoints the WAL (``PASSIVE``: writers never wait) from its own thread and connection."""
+
+    def __init__(self, path: str, pages: int, seconds: float) -> None:
+        if pages < 1 or not seconds > 0:
+            raise ValueError(f"checkpoint_pages must be >= 1 and checkpoint_seconds > 0, got {pages}, {seconds}")
+        self.path, self.pages, self.seconds = path, pages, seconds
+        self.pending = 0  # pages written since the last checkpoint (an estimate)
+        self.checkpoints = 0
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="obe-store-checkpoint", daemon=True)
+        self._thread.start()
+
+    def wrote(self, pages: int) -> None:
+        """Called after each commit (with the store's lock held)."""
+        self.pending += pages
+        if self.pending >= self.pages:
+            self._wake.set()
+
+    def _run(self) -> None:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        try:
+            while True:
+                self._wake.wait(self.seconds)
+                self._wake.clear()
+                if self.pending:
+                    self.pending = 0
+                    try:
+                        db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                        self.checkpoints += 1
+                    except sqlite3.Error:  # e.g. the file went away; the next commit retries
+                        self.pending = 1
+                if self._stopping:
+                    return
+        finally:
+            db.close()
+
+    def close(self) -> None:
+        """One last checkpoint of what is pending, then end the thread."""
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(30)

@@ -1,7 +1,8 @@
 """OBEService: the one current OBE run, shared by the agent's WAMP Tasks and the classic TCP server.
 
 No Twisted here. The service holds the current :class:`~agents.obe.engine.obe_engine.OBEEngine` and its run
-id behind one lock (callers use worker threads), persists through
+id behind one lock (callers use worker threads, or the reactor's thread for a call that
+:meth:`OBEService.inline_lock` allows: measured cheap, lock free), persists through
 :class:`~agents.obe.run_store.RunStore`, and implements the
 :class:`~agents.obe.classic.commands.OBEBackend` protocol.
 
@@ -24,6 +25,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from agents.obe.engine.obe_engine import OBEEngine, ZeroLikelihoodError
+from agents.obe.inline_budget import InlineBudget
 from agents.obe.newrun import NewrunHandler, default_newrun_handler
 from agents.obe.run_store import RunStore
 from ocs_core.runtime.text import brief
@@ -33,11 +35,11 @@ __all__ = ["OBEService", "NoRunError", "DEFAULT_SNAPSHOT_EVERY", "DEFAULT_MAX_IT
 DEFAULT_SNAPSHOT_EVERY = 50
 DEFAULT_MAX_ITEMS = 10_000
 MAX_BATCH = 10_000
-#: Cheap enough to answer in the caller's (the reactor's) thread when the lock is free:
-#: statistics up to this many particle values (N x P), value lists up to INLINE_MAX_VALUES.
-INLINE_MAX_STAT_VALUES = 60_000
+#: Value lists (getset, getpar, getwgt) up to this many values may be answered in the caller's
+#: (the reactor's) thread; engine calls go by their measured cost (:class:`InlineBudget`).
 INLINE_MAX_VALUES = 1_000
-_STATISTICS = ("getmean", "getstd", "getcov")
+#: Engine calls whose measured cost decides whether they may run in the caller's thread.
+BUDGETED = ("getmean", "getstd", "getcov", "optset", "goodset", "newdat")
 _LISTS = {"getset": "settings_grid", "getpar": "particles", "getwgt": "weights"}
 
 _log = logging.getLogger(__name__)
@@ -90,12 +92,14 @@ class OBEService:
         snapshot_every: store the posterior every this many measurements.
         on_update: called after each accepted ``newdat`` (outside the lock) with
             ``{"run_id", "n_measurements", "parameters", "mean", "std", "setting"}``.
+        inline_budget: the measured-cost rule of :meth:`inline_lock` (default: 0.5 ms).
     """
 
     def __init__(self, store: RunStore, *, default_config: Mapping[str, Any] | None = None,
                  newrun_handler: NewrunHandler | None = None,
                  snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
-                 on_update: UpdateListener | None = None) -> None:
+                 on_update: UpdateListener | None = None,
+                 inline_budget: InlineBudget | None = None) -> None:
         if snapshot_every < 1:
             raise ValueError(f"snapshot_every must be >= 1, got {snapshot_every}")
         self.store = store
@@ -107,6 +111,8 @@ class OBEService:
         self.run_id: int | None = None
         self.restored: dict | None = None
         self._lock = threading.RLock()
+        self.budget = inline_budget if inline_budget is not None else InlineBudget()
+        self._with_store = _BothLocks(self._lock, store.lock)
 
     # ------------------------------------------------------------------ runs
     def make_config(self, message: Mapping[str, Any]) -> dict:
@@ -124,25 +130,36 @@ class OBEService:
             self.run_id = self.store.new_run(engine.config)
             self.engine = engine
             self.restored = None
+            self.budget.reset()
             return self._summary()
 
     def has_run(self) -> bool:
         return self.engine is not None
 
-    def inline_lock(self, command: str) -> threading.RLock | None:
-        """The lock to try (non-blocking) for answering the classic ``command`` in the calling
-        thread, if it is cheap for the current posterior; None: run it in a worker thread."""
+    def inline_lock(self, command: str) -> "threading.RLock | _BothLocks | None":
+        """The lock to try (non-blocking) for running ``command`` in the calling thread (the
+        reactor's) if it is cheap for the current posterior; None: run it in a worker thread.
+
+        Cheap means: ``getcon``; a value list of at most ``INLINE_MAX_VALUES`` values; an engine
+        call (``BUDGETED``) whose running estimate is within :attr:`budget`. ``newdat`` never
+        runs inline when its measurement is due a snapshot or the store fsyncs every commit
+        (``durable``); its lock then also holds the store's, so the commit cannot wait.
+        """
         engine = self.engine
         if engine is None or command == "getcon":
             return self._lock
-        if command in _STATISTICS:
-            size = engine.n_particles * len(engine.parameter_names)
-            return self._lock if size <= INLINE_MAX_STAT_VALUES else None
         if command in _LISTS:
             size = engine.n_settings * engine.n_knobs if command == "getset" else \
                 engine.n_particles * (len(engine.parameter_names) if command == "getpar" else 1)
             return self._lock if size <= INLINE_MAX_VALUES else None
-        return None
+        if command not in BUDGETED or not self.budget.allows(command):
+            return None
+        if command == "newdat":
+            n = engine.n_measurements
+            if self.store.durable or (n + 1) // self.snapshot_every > n // self.snapshot_every:
+                return None
+            return self._with_store
+        return self._lock
 
     def _require(self) -> OBEEngine:
         engine = self.engine
@@ -199,6 +216,7 @@ class OBEService:
                 "seconds": round(time.monotonic() - t0, 3)}
         with self._lock:
             self.engine, self.run_id, self.restored = engine, run_id, info
+            self.budget.reset()
         return info
 
     # ------------------------------------------------------------------ measurements
@@ -232,6 +250,7 @@ class OBEService:
             raise ValueError(f"at most {MAX_BATCH} measurements per call, got {len(records)}")
         recs = [_record(item, i) for i, item in enumerate(records)]
         with self._lock:
+            t0 = self.budget.clock()
             engine = self._require()
             first = engine.n_measurements
             saved = engine.get_state() if len(recs) > 1 else None
@@ -255,18 +274,24 @@ class OBEService:
                 self.restore()
                 raise RuntimeError(f"the measurement could not be stored ({exc}); not applied") from exc
             n = engine.n_measurements
-            if n // self.snapshot_every > first // self.snapshot_every:
+            snapshot = n // self.snapshot_every > first // self.snapshot_every
+            if snapshot:
                 self._snapshot(engine)
             mean, std = engine.mean().tolist(), engine.std().tolist()
             result = {"run_id": self.run_id, "index": first, "count": len(recs),
                       "n_measurements": n, "parameters": list(engine.parameter_names),
                       "mean": mean, "std": std}
+            if len(recs) == 1 and not snapshot:  # a snapshot's newdat never runs inline
+                self.budget.record("newdat", self.budget.clock() - t0, inline=_in_main_thread())
         if self.on_update is not None:
             try:
                 self.on_update({**result, "setting": recs[-1][0]})
             except Exception:  # noqa: BLE001 - monitoring must not fail a measurement
                 _log.exception("the posterior listener failed")
         return result
+
+    def _timed(self, command: str, func: Callable[[], Any]) -> Any:
+        return self.budget.timed(command, func, inline=_in_main_thread())
 
     def _snapshot(self, engine: OBEEngine) -> None:
         state = engine.get_state()
@@ -278,12 +303,13 @@ class OBEService:
     def optset(self) -> list[float]:
         """The optimal next setting, one value per knob."""
         with self._lock:
-            return list(self._require().optimal_setting())
+            return list(self._timed("optset", self._require().optimal_setting))
 
     def goodset(self, pickiness: float | None = None) -> list[float]:
         """A utility-weighted random next setting (None: the run's pickiness)."""
         with self._lock:
-            return list(self._require().good_setting(pickiness))
+            engine = self._require()
+            return list(self._timed("goodset", lambda: engine.good_setting(pickiness)))
 
     # ------------------------------------------------------------------ classic getters
     def getset(self) -> list:
@@ -304,15 +330,15 @@ class OBEService:
 
     def getmean(self) -> list:
         with self._lock:
-            return self._require().mean().tolist()
+            return self._timed("getmean", self._require().mean).tolist()
 
     def getstd(self) -> list:
         with self._lock:
-            return self._require().std().tolist()
+            return self._timed("getstd", self._require().std).tolist()
 
     def getcov(self) -> list:
         with self._lock:
-            return np.atleast_2d(self._require().covariance()).tolist()
+            return np.atleast_2d(self._timed("getcov", self._require().covariance)).tolist()
 
     # ------------------------------------------------------------------ labelled views (WAMP)
     def statistic(self, kind: str) -> dict:
@@ -360,3 +386,27 @@ class OBEService:
         count = part.shape[1]
         return {"values": values, "offset": offset, "count": count, "total": total,
                 "truncated": offset + count < total}
+
+
+def _in_main_thread() -> bool:
+    """True in the main thread (where an agent's reactor runs): the call is an inline one."""
+    return threading.current_thread() is threading.main_thread()
+
+
+class _BothLocks:
+    """The service's lock and the store's, taken together without waiting (``newdat`` inline)."""
+
+    def __init__(self, first: threading.RLock, second: threading.RLock) -> None:
+        self.first, self.second = first, second
+
+    def acquire(self, blocking: bool = True) -> bool:
+        if not self.first.acquire(blocking=blocking):
+            return False
+        if not self.second.acquire(blocking=blocking):
+            self.first.release()
+            return False
+        return True
+
+    def release(self) -> None:
+        self.second.release()
+        self.first.release()

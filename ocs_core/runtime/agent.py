@@ -31,7 +31,7 @@ from ocs_core.runtime.feeds import Feed, FeedError
 from ocs_core.runtime.logs import start_logging
 from ocs_core.runtime.management import RUNTIME_ERROR, answer_management, describe_agent
 from ocs_core.runtime.codes import START_AND_WAIT
-from ocs_core.runtime.operations import OpFunc, Operation, Operations
+from ocs_core.runtime.operations import InlineChooser, OpFunc, Operation, Operations
 from ocs_core.runtime.rejoin import ALREADY_EXISTS, LiveHolder, register_all
 from ocs_core.runtime.session import OpSession
 from ocs_core.runtime.text import brief
@@ -83,11 +83,13 @@ class OCSAgent:
     # -- registration API -------------------------------------------------------------------
     def register_task(self, name: str, func: OpFunc, aborter: OpFunc | None = None, *,
                       blocking: bool = True, aborter_blocking: bool | None = None,
-                      startup: bool | dict = False, min_privs: int = 1) -> Operation:
-        """Register a Task ``func(session, params) -> (ok, message)``; see ocs's register_task."""
+                      startup: bool | dict = False, min_privs: int = 1,
+                      inline: InlineChooser | None = None) -> Operation:
+        """Register a Task ``func(session, params) -> (ok, message)``; see ocs's register_task
+        (``inline``, ocs-core's own: see :meth:`Operations.register_task`)."""
         return self.operations.register_task(name, func, aborter, blocking=blocking,
                                              aborter_blocking=aborter_blocking, startup=startup,
-                                             min_privs=min_privs)
+                                             min_privs=min_privs, inline=inline)
 
     def register_process(self, name: str, start: OpFunc, stop: OpFunc, *, blocking: bool = True,
                          stopper_blocking: bool | None = None,

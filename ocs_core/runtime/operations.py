@@ -3,7 +3,10 @@
 ``Operations`` answers every control request with the ``[code, message, session]`` triple and the
 exact message strings of ocs (quirks included, see the wire reference §3.3), and runs operation
 bodies: blocking ones in the reactor's thread pool, non-blocking ones in the reactor as Deferreds
-or coroutines. Every call into this module comes from the reactor thread.
+or coroutines. A blocking Task registered with ``inline`` chooses per call: ``inline(params)``
+names a lock when this call is measured cheap, and the body then runs in the reactor if that lock
+is free (a non-blocking acquire), else in the thread pool as usual. Every call into this module
+comes from the reactor thread.
 
 Every path that starts, stops or aborts an op goes through :meth:`Operations.authorize`, the one
 privilege check (ocs 0.12 access levels, :mod:`ocs_core.runtime.access`).
@@ -13,7 +16,7 @@ from __future__ import annotations
 import inspect
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from twisted.internet import defer, threads
 from twisted.internet.interfaces import IReactorTime
@@ -32,6 +35,17 @@ OpFunc = Callable[[OpSession, Any], Any]
 Reply = list  # [code, message, session]
 
 
+class TryLock(Protocol):
+    """What an ``inline`` chooser returns: a lock taken with ``acquire(blocking=False)``."""
+
+    def acquire(self, blocking: bool = ...) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+InlineChooser = Callable[[Any], "TryLock | None"]
+
+
 @dataclass
 class Operation:
     """A registered Task or Process."""
@@ -45,6 +59,7 @@ class Operation:
     startup: bool | dict = False
     params: list[ParamSpec] | None = None
     min_privs: int = 1
+    inline: InlineChooser | None = None
     session: OpSession | None = None
     waiters: list[defer.Deferred] = field(default_factory=list)
 
@@ -92,13 +107,19 @@ class Operations:
     # -- registration -----------------------------------------------------------------------
     def register_task(self, name: str, func: OpFunc, aborter: OpFunc | None = None, *,
                       blocking: bool = True, aborter_blocking: bool | None = None,
-                      startup: bool | dict = False, min_privs: int = 1) -> Operation:
+                      startup: bool | dict = False, min_privs: int = 1,
+                      inline: InlineChooser | None = None) -> Operation:
         """Register a Task: it runs to completion and may be aborted if ``aborter`` is given.
 
-        ``min_privs`` (1..4, 0 counts as 1) is the credential level start and abort need."""
+        ``min_privs`` (1..4, 0 counts as 1) is the credential level start and abort need.
+        ``inline`` (blocking Tasks only): ``inline(params) -> lock or None``, called in the reactor
+        when the body is due; with a lock that ``acquire(blocking=False)`` takes, the body runs in
+        the reactor holding it (for calls measured cheap), otherwise in a worker thread."""
+        if inline is not None and not blocking:
+            raise ValueError(f"task {name!r}: inline applies to blocking tasks only")
         return self._add(Operation(name, "task", func, aborter, blocking,
                                    blocking if aborter_blocking is None else aborter_blocking,
-                                   startup, declared_params(func), _min_privs(name, min_privs)))
+                                   startup, declared_params(func), _min_privs(name, min_privs), inline))
 
     def register_process(self, name: str, start: OpFunc, stop: OpFunc, *, blocking: bool = True,
                          stopper_blocking: bool | None = None,
@@ -292,23 +313,47 @@ class Operations:
             session.set_status("running")
             return op.start(session, params)
 
-        d = self._call(body, op.blocking, session, params, defer_start=defer_start)
+        d = self._call(body, op.blocking, session, params, defer_start=defer_start, inline=op.inline)
         d.addCallbacks(self._op_returned, self._op_crashed, callbackArgs=(op, session),
                        errbackArgs=(op, session))
         d.addErrback(lambda f: log.failure("finishing {op} failed", f, op=op.name))
         return session
 
     def _call(self, func: OpFunc, blocking: bool, session: OpSession, params: Any,
-              defer_start: bool = False) -> defer.Deferred:
+              defer_start: bool = False, inline: InlineChooser | None = None) -> defer.Deferred:
+        if blocking and inline is None:
+            return self._in_thread(func, session, params)
         if blocking:
-            return threads.deferToThreadPool(self._reactor, self._reactor.getThreadPool(),
-                                             func, session, params)
+            def run() -> defer.Deferred:
+                return self._inline_or_thread(func, inline, session, params)
+        else:
+            def run() -> defer.Deferred:
+                return _as_deferred(func, session, params)
         if defer_start:  # let the start reply go out with status "starting", as in ocs
             d = defer.Deferred()
             self._reactor.callLater(0, d.callback, None)
-            d.addCallback(lambda _: _as_deferred(func, session, params))
+            d.addCallback(lambda _: run())
             return d
-        return _as_deferred(func, session, params)
+        return run()
+
+    def _in_thread(self, func: OpFunc, session: OpSession, params: Any) -> defer.Deferred:
+        return threads.deferToThreadPool(self._reactor, self._reactor.getThreadPool(), func, session, params)
+
+    def _inline_or_thread(self, func: OpFunc, inline: InlineChooser, session: OpSession,
+                          params: Any) -> defer.Deferred:
+        """Run a blocking body here if ``inline(params)`` names a lock that is free, else in a thread."""
+        try:
+            lock = inline(params)
+            taken = lock is not None and lock.acquire(blocking=False)
+        except Exception:  # noqa: BLE001 - a failing chooser only costs the inline path
+            log.failure("the inline chooser of {op} failed", op=session.op_name)
+            lock, taken = None, False
+        if not taken:
+            return self._in_thread(func, session, params)
+        try:
+            return _as_deferred(func, session, params)
+        finally:
+            lock.release()
 
     def _op_returned(self, result: Any, op: Operation, session: OpSession) -> None:
         try:
