@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 import requests
+import requests.adapters
 
 from ocs_core.runtime.codes import FEATURES_QUERY, START_AND_WAIT
 from ocs_core.framing.http_signing import Signer
@@ -62,6 +63,9 @@ class ControlClient:
             # http_proxy would otherwise route bridge calls through the proxy), and no per-call
             # scan of os.environ (~0.4 ms a request).
             session.trust_env = False
+            if self._signer is not None:
+                for prefix in ("http://", "https://"):
+                    session.mount(prefix, _SignedQueryAdapter())
         self.http = session
         self._features: dict[str, Any] | None = None
 
@@ -122,12 +126,22 @@ class ControlClient:
         return result[0]
 
     def _post_signed(self, body: bytes, timeout: float) -> requests.Response:
-        """POST ``body`` with the signature's query parameters appended to the prepared URL
-        (requests' own ``params=`` handling costs ~0.05 ms a call more), sent as
-        ``Session.request`` sends (its environment settings, not ``send``'s own proxy lookup)."""
+        """POST ``body`` with the signature's query parameters, sent as ``Session.request``
+        sends (its environment settings, not ``send``'s own proxy lookup).
+
+        On the client's own session the query goes into the request line only
+        (:class:`_SignedQueryAdapter`): requests and urllib3 parse the request's URL about
+        eight times, cached when it is the same URL every time (~25 µs a call otherwise). On
+        a shared session it is appended to the prepared URL (requests' own ``params=`` costs
+        ~0.05 ms a call more).
+        """
         assert self._signer is not None
         prepared = self.http.prepare_request(requests.Request("POST", self.url, data=body))
-        prepared.url = f"{prepared.url}?{self._signer.query(body, next(self._seq))}"
+        query = self._signer.query(body, next(self._seq))
+        if isinstance(self.http.get_adapter(prepared.url), _SignedQueryAdapter):
+            prepared.signed_query = query  # type: ignore[attr-defined]
+        else:
+            prepared.url = f"{prepared.url}?{query}"
         settings = self.http.merge_environment_settings(prepared.url, {}, None, None, None)
         return self.http.send(prepared, timeout=timeout, allow_redirects=True, **settings)
 
@@ -165,6 +179,16 @@ class ControlClient:
 
     def close(self) -> None:
         self.http.close()
+
+
+class _SignedQueryAdapter(requests.adapters.HTTPAdapter):
+    """Appends a request's ``signed_query`` to the target of its request line (the hook
+    requests documents for subclasses), leaving the request's URL as it was."""
+
+    def request_url(self, request: requests.PreparedRequest, proxies: Any) -> str:
+        url = super().request_url(request, proxies)
+        query = getattr(request, "signed_query", None)
+        return f"{url}?{query}" if query else url
 
 
 def _refusal(reply: dict) -> str | None:
