@@ -42,11 +42,14 @@ class NonceMemory:
 
     def accept(self, key: bytes, nonce: bytes) -> bool:
         """Remember the pair and return True, or False if it was accepted within the span."""
-        self._forget_old()
+        now, seen = self._clock(), self._seen
+        self._forget_old(now)
         pair = (key, nonce)
-        if pair in self._seen:
+        if pair in seen:
             return False
-        self.remember(key, nonce)
+        seen[pair] = now
+        if len(seen) > self.limit:
+            seen.popitem(last=False)
         return True
 
     def seen(self, key: bytes, nonce: bytes) -> bool:
@@ -59,13 +62,14 @@ class NonceMemory:
         while len(self._seen) > self.limit:
             self._seen.popitem(last=False)
 
-    def _forget_old(self) -> None:
-        horizon = self._clock() - self.memory_s
-        while self._seen:
-            pair, at = next(iter(self._seen.items()))
-            if at >= horizon:
+    def _forget_old(self, now: float | None = None) -> None:
+        horizon = (self._clock() if now is None else now) - self.memory_s
+        seen = self._seen
+        while seen:
+            pair = next(iter(seen))
+            if seen[pair] >= horizon:
                 break
-            del self._seen[pair]
+            del seen[pair]
 
     def __len__(self) -> int:
         return len(self._seen)
