@@ -57,6 +57,7 @@ class ControlClient:
         self.timeout = timeout
         self._signer = Signer(*signing) if signing else None
         self._seq = itertools.count(1)
+        self._query_in_request_line = session is None and signing is not None
         if session is None:
             session = requests.Session()
             # Talk to the router directly: no proxy or netrc from the environment (a lab's
@@ -138,7 +139,7 @@ class ControlClient:
         assert self._signer is not None
         prepared = self.http.prepare_request(requests.Request("POST", self.url, data=body))
         query = self._signer.query(body, next(self._seq))
-        if isinstance(self.http.get_adapter(prepared.url), _SignedQueryAdapter):
+        if self._query_in_request_line:
             prepared.signed_query = query  # type: ignore[attr-defined]
         else:
             prepared.url = f"{prepared.url}?{query}"
