@@ -177,7 +177,9 @@ def test_signed_http_bridge(site):
     assert _post(site, body, signed_params(*site.signing, body, 3))[0] == 200
     # ocs-core's worker checks the signature in place of crossbar; crossbar's other checks
     # still apply to a signed request, and signing stays required afterwards
-    assert _post(site, b"{nope", signed_params(*site.signing, b"{nope", 4)) == (400, "Request body was invalid JSON.")
+    bad_json = b"{nope"
+    assert _post(site, bad_json, signed_params(*site.signing, bad_json, 4)) == (
+        400, "Request body was invalid JSON.")
     big = b" " * (MAX_HTTP_BODY + 1)
     assert _post(site, big, signed_params(*site.signing, big, 5))[0] == 413
     with pytest.raises(ControlClientError, match="requires signed requests"):
