@@ -11,9 +11,10 @@ import json
 from typing import Any
 
 import requests
+import requests.adapters
 
 from ocs_core.runtime.codes import FEATURES_QUERY, START_AND_WAIT
-from ocs_core.framing.http_signing import signed_query
+from ocs_core.framing.http_signing import Signer
 
 #: Seconds any single HTTP request may take (long waits are split into requests of this size).
 DEFAULT_TIMEOUT = 10.0
@@ -54,14 +55,18 @@ class ControlClient:
         self.agent_address = agent_address
         self.url = url
         self.timeout = timeout
-        self._signing = signing
+        self._signer = Signer(*signing) if signing else None
         self._seq = itertools.count(1)
+        self._query_in_request_line = session is None and signing is not None
         if session is None:
             session = requests.Session()
             # Talk to the router directly: no proxy or netrc from the environment (a lab's
             # http_proxy would otherwise route bridge calls through the proxy), and no per-call
             # scan of os.environ (~0.4 ms a request).
             session.trust_env = False
+            if self._signer is not None:
+                for prefix in ("http://", "https://"):
+                    session.mount(prefix, _SignedQueryAdapter())
         self.http = session
         self._features: dict[str, Any] | None = None
 
@@ -88,7 +93,7 @@ class ControlClient:
         try:
             # no Content-Type header, like ocs: the bridge allows that and checking one costs it
             # about 0.15 ms per call
-            if self._signing is None:
+            if self._signer is None:
                 response = self.http.post(self.url, data=body, timeout=timeout)
             else:
                 response = self._post_signed(body, timeout)
@@ -122,11 +127,24 @@ class ControlClient:
         return result[0]
 
     def _post_signed(self, body: bytes, timeout: float) -> requests.Response:
-        """POST ``body`` with the signature's query parameters appended to the prepared URL
-        (requests' own ``params=`` handling costs ~0.05 ms a call more)."""
+        """POST ``body`` with the signature's query parameters, sent as ``Session.request``
+        sends (its environment settings, not ``send``'s own proxy lookup).
+
+        On the client's own session the query goes into the request line only
+        (:class:`_SignedQueryAdapter`): requests and urllib3 parse the request's URL about
+        eight times, cached when it is the same URL every time (~25 µs a call otherwise). On
+        a shared session it is appended to the prepared URL (requests' own ``params=`` costs
+        ~0.05 ms a call more).
+        """
+        assert self._signer is not None
         prepared = self.http.prepare_request(requests.Request("POST", self.url, data=body))
-        prepared.url = f"{prepared.url}?{signed_query(*self._signing, body, next(self._seq))}"
-        return self.http.send(prepared, timeout=timeout)
+        query = self._signer.query(body, next(self._seq))
+        if self._query_in_request_line:
+            prepared.signed_query = query  # type: ignore[attr-defined]
+        else:
+            prepared.url = f"{prepared.url}?{query}"
+        settings = self.http.merge_environment_settings(prepared.url, {}, None, None, None)
+        return self.http.send(prepared, timeout=timeout, allow_redirects=True, **settings)
 
     def _bridge_error(self, procedure: str, reply: dict) -> ControlClientError:
         uri = reply.get("error")
@@ -162,6 +180,16 @@ class ControlClient:
 
     def close(self) -> None:
         self.http.close()
+
+
+class _SignedQueryAdapter(requests.adapters.HTTPAdapter):
+    """Appends a request's ``signed_query`` to the target of its request line (the hook
+    requests documents for subclasses), leaving the request's URL as it was."""
+
+    def request_url(self, request: requests.PreparedRequest, proxies: Any) -> str:
+        url = super().request_url(request, proxies)
+        query = getattr(request, "signed_query", None)
+        return f"{url}?{query}" if query else url
 
 
 def _refusal(reply: dict) -> str | None:

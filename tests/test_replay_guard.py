@@ -25,3 +25,11 @@ def test_is_bounded_forgetting_the_oldest_first():
     for n in range(5):
         memory.remember(b"k", str(n).encode())
     assert len(memory) == 3 and not memory.seen(b"k", b"0") and memory.seen(b"k", b"4")
+
+
+def test_accept_refuses_a_pair_within_the_span_only():
+    clock = Clock()
+    memory = NonceMemory(memory_s=30, limit=1000, clock=clock)
+    assert memory.accept(b"k", b"1") and not memory.accept(b"k", b"1") and memory.accept(b"k", b"2")
+    clock.now = 31.0
+    assert memory.accept(b"k", b"1")

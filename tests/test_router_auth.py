@@ -15,6 +15,7 @@ import urllib.parse
 
 import pytest
 import pytest_twisted
+import requests
 from autobahn.twisted.wamp import ApplicationSession
 from autobahn.twisted.websocket import WampWebSocketClientFactory
 from autobahn.wamp.exception import ApplicationError
@@ -25,6 +26,7 @@ from twisted.internet.endpoints import clientFromString
 from clients.client_http import ControlClient, ControlClientError
 from clients.ocs_client import OCSClient
 from ocs_core.framing.http_signing import signed_params
+from ocs_core.router.config import MAX_HTTP_BODY
 from ocs_core.runtime.cryptosign import answer_challenge, join_options
 from ocs_core.site.credentials import CredentialsError, load_credentials
 from ocs_core.testing import http_call, project_env, running_router
@@ -173,11 +175,21 @@ def test_signed_http_bridge(site):
     # worker refuses a request it has already accepted
     assert _post(site, body, fresh) == (400, "REST bridge signature was invalid (replayed nonce).")
     assert _post(site, body, signed_params(*site.signing, body, 3))[0] == 200
+    # ocs-core's worker checks the signature in place of crossbar; crossbar's other checks
+    # still apply to a signed request, and signing stays required afterwards
+    bad_json = b"{nope"
+    assert _post(site, bad_json, signed_params(*site.signing, bad_json, 4)) == (
+        400, "Request body was invalid JSON.")
+    big = b" " * (MAX_HTTP_BODY + 1)
+    assert _post(site, big, signed_params(*site.signing, big, 5))[0] == 413
+    with pytest.raises(ControlClientError, match="requires signed requests"):
+        unsigned.get_api()
+    shared = ControlClient(f"observatory.{FAKER}", site.http_url, session=requests.Session(),
+                           signing=site.signing)  # the query in the URL, not by the adapter
+    assert shared.get_api()["agent_class"] == "FakeDataAgent"
 
 
 def _post(site, body, params):
-    import requests
-
     r = requests.post(f"{site.http_url}?{urllib.parse.urlencode(params)}", data=body, timeout=10)
     return r.status_code, r.json().get("error") if r.status_code != 200 else r.json()["args"][0]
 

@@ -1,10 +1,12 @@
-"""Signed requests to crossbar's HTTP caller bridge (sans-IO: query parameters from key, secret, body).
+"""Signed requests to crossbar's HTTP caller bridge (sans-IO): signing, and checking a signature.
 
 crossbar checks ``signature == urlsafe_b64(HMAC-SHA256(secret, key | timestamp | seq | nonce |
 body))`` and that ``timestamp`` (UTC, ``%Y-%m-%dT%H:%M:%S.%fZ``) is within its
 ``timestamp_delta_limit`` of its own clock. As installed (26.10.1) it checks neither ``seq`` nor
-``nonce``, so a captured request could be replayed inside that window
-(:mod:`ocs_core.router.replay_guard` refuses replays in the router worker).
+``nonce``, so a captured request could be replayed inside that window.
+:class:`SignatureCheck` makes crossbar's checks, with its replies, in a fraction of its time; the
+router worker uses it in place of crossbar's own and refuses replays
+(:mod:`ocs_core.router.replay_guard`).
 """
 from __future__ import annotations
 
@@ -12,9 +14,20 @@ import base64
 import datetime
 import hashlib
 import hmac
+import re
 import secrets
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
 
-__all__ = ["signed_params", "signed_query", "new_secret"]
+__all__ = ["signed_params", "signed_query", "Signer", "new_secret", "SignatureCheck", "Refusal",
+           "SIGNED_FIELDS"]
+
+#: The query parameters of a signed request.
+SIGNED_FIELDS = (b"key", b"timestamp", b"seq", b"nonce", b"signature")
+_STAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # crossbar's
+_PLAIN_STAMP = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{1,6}Z\Z")
+_EPOCH = datetime.datetime(1970, 1, 1)
 
 
 def new_secret(nbytes: int = 32) -> str:
@@ -45,8 +58,119 @@ def signed_params(key: str, secret: str, body: bytes, seq: int, *,
 
 
 def signed_query(key: str, secret: str, body: bytes, seq: int) -> str:
-    """:func:`signed_params` as a URL query string (``key`` must be URL-safe: letters, digits,
-    ``_``, ``-``, as ``hub.http_key`` is; cheaper than ``urllib.parse.urlencode``)."""
-    p = signed_params(key, secret, body, seq)
-    return (f"key={p['key']}&timestamp={p['timestamp'].replace(':', '%3A')}&seq={p['seq']}"
-            f"&nonce={p['nonce']}&signature={p['signature'].replace('=', '%3D')}")
+    """:func:`signed_params` as a URL query string (see :meth:`Signer.query`)."""
+    return Signer(key, secret).query(body, seq)
+
+
+class Signer:
+    """Signs bridge requests for one key and secret, cheaply: the HMAC key is prepared once,
+    the timestamp's date and time of day formatted once a second.
+
+    ``key`` must be URL-safe (letters, digits, ``_``, ``-``, as ``hub.http_key`` is).
+    """
+
+    def __init__(self, key: str, secret: str, clock: Callable[[], float] = time.time) -> None:
+        self.key, self._clock = key, clock
+        self._key_bytes = key.encode("utf-8")
+        self._mac = hmac.new(secret.encode("utf-8"), None, hashlib.sha256)
+        self._second, self._prefix = -1, ""
+
+    def query(self, body: bytes, seq: int) -> str:
+        """The signed query string for ``body``, nothing percent-encoded.
+
+        The timestamp's ``:`` and the signature's ``=`` padding are legal in a query (RFC 3986)
+        and read back unchanged; without ``%`` escapes urllib3 takes its fast path over the
+        URL and the router unquotes nothing (escaping them cost the client ~25 µs a request).
+        """
+        now = self._clock()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        stamp = f"{self._prefix}.{min(int((now - second) * 1000), 999):03d}Z"
+        seq_text, nonce_text = str(seq), str(secrets.randbits(63))
+        mac = self._mac.copy()
+        mac.update(self._key_bytes)
+        mac.update(f"{stamp}{seq_text}{nonce_text}".encode("ascii"))
+        mac.update(body)
+        signature = base64.urlsafe_b64encode(mac.digest()).decode("ascii")
+        return (f"key={self.key}&timestamp={stamp}&seq={seq_text}&nonce={nonce_text}"
+                f"&signature={signature}")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a signed request is refused, as crossbar replies: HTTP code, crossbar's log
+    category (which names its reply text) and the ``reason`` that text quotes."""
+
+    code: int
+    category: str
+    reason: str = ""
+
+
+class SignatureCheck:
+    """crossbar 26.10.1's checks of a signed bridge request, its order and its refusals.
+
+    Differences: the timestamp is parsed without ``strptime`` when it has crossbar's own
+    fixed format (others still go through ``strptime``, so what crossbar accepts is accepted),
+    the HMAC key is prepared once, and the signature is compared in constant time.
+
+    Args:
+        key, secret: the bridge's key and secret.
+        window_s: the tolerated distance of a timestamp from ``clock`` (0: no limit, as crossbar).
+        clock: seconds since the epoch (UTC).
+    """
+
+    def __init__(self, key: bytes, secret: bytes, window_s: float,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.key, self.window_s, self._clock = key, window_s, clock
+        self._mac = hmac.new(secret, None, hashlib.sha256)
+
+    def verify(self, args: Mapping[bytes, Sequence[bytes]], body: bytes) -> Refusal | None:
+        """None if ``args`` (the query, each name's values; the first counts) sign ``body``."""
+        first = {name: values[0] for name in SIGNED_FIELDS if (values := args.get(name))}
+        if b"key" not in first:
+            return Refusal(400, "AR461", "'key' field missing")
+        stamp = first.get(b"timestamp")
+        if stamp is None:
+            return Refusal(400, "AR461", "signed request required, but mandatory 'timestamp' field missing")
+        at = self._seconds(stamp)
+        if at is None:
+            return Refusal(400, "AR462", f"invalid timestamp '{stamp.decode('utf-8', 'replace')}' "
+                                         "(must be UTC/ISO-8601, e.g. '2011-10-14T16:59:51.123Z')")
+        if self.window_s and abs(at - self._clock()) > self.window_s:
+            return Refusal(400, "AR464")
+        for name in (b"seq", b"nonce"):
+            text = first.get(name)
+            if text is None:
+                return Refusal(400, "AR461", f"'{name.decode()}' field missing")
+            try:
+                int(text)
+            except ValueError:
+                what = "sequence number" if name == b"seq" else "nonce"
+                return Refusal(400, "AR462", f"invalid {what} '{text.decode('utf-8', 'replace')}' "
+                                             "(must be an integer)")
+        signature = first.get(b"signature")
+        if signature is None:
+            return Refusal(400, "AR461", "'signature' field missing")
+        if first[b"key"] != self.key:
+            return Refusal(401, "AR460", f"unknown key '{first[b'key'].decode('utf-8', 'replace')}' "
+                                         "in signed request")
+        mac = self._mac.copy()
+        for part in (first[b"key"], stamp, first[b"seq"], first[b"nonce"], body):
+            mac.update(part)
+        if not hmac.compare_digest(signature, base64.urlsafe_b64encode(mac.digest())):
+            return Refusal(401, "AR459")
+        return None
+
+    @staticmethod
+    def _seconds(stamp: bytes) -> float | None:
+        """Seconds since the epoch of a UTC timestamp in crossbar's format, or None."""
+        try:
+            if _PLAIN_STAMP.match(stamp):
+                at = datetime.datetime.fromisoformat(stamp[:-1].decode("ascii"))
+            else:
+                at = datetime.datetime.strptime(stamp.decode("utf-8"), _STAMP_FORMAT)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return (at - _EPOCH).total_seconds()

@@ -34,7 +34,8 @@ fixes four things before crossbar's worker starts:
   error (``_fail_request`` then the render callback), so Twisted warns "request.finish called
   twice" on the first error reply. The reply itself is correct; the warning is filtered.
 
-And one addition: :mod:`ocs_core.router.replay_guard` refuses replayed signed bridge requests
+And one replacement: :mod:`ocs_core.router.replay_guard` checks signed bridge requests in place
+of crossbar's own check (the same checks and replies, faster) and refuses replayed ones
 (crossbar checks their timestamp, not their nonce).
 """
 import runpy
