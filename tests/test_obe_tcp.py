@@ -568,7 +568,7 @@ class StepClock:
 def test_cheap_commands_answered_inline_when_the_lock_is_free(tmp_path):
     from agents.obe.inline_budget import InlineBudget
     from agents.obe.run_store import RunStore
-    from agents.obe.service import OBEService
+    from agents.obe.service import RESAMPLING_NEWDAT, OBEService
 
     clock = StepClock(0.0001)  # every engine call measures 0.1 ms: under the 0.5 ms budget
     service = OBEService(RunStore(tmp_path / "runs.sqlite3"), inline_budget=InlineBudget(0.0005, clock=clock),
@@ -589,13 +589,17 @@ def test_cheap_commands_answered_inline_when_the_lock_is_free(tmp_path):
     assert len(runner.commands) == 3
     got = replies(tr)
     assert got[5] == got[0] == service.getmean() and got[7] == service.getcov() and len(got[4][0]) == 50
-    # big replies go to the thread; the setting choice and the measurement once, then inline
+    # big replies go to the thread; the setting choice once, then inline; a measurement stays in
+    # the thread until a measurement that resampled was measured cheap too (one may resample)
     tr.clear()
     newdat = {"command": "newdat", "x": [2.0], "y": 50000.0, "s": 100.0}
     for request in ({"command": "getpar"}, {"command": "optset"}, newdat, {"command": "optset"}, newdat):
         proto.dataReceived(encode(request))
-    assert len(runner.commands) == 6 and len(replies(tr)) == 5
-    assert service.engine.n_measurements == 2 and service.store.count_measurements(service.run_id) == 2
+    assert len(runner.commands) == 7 and len(replies(tr)) == 5
+    service.budget.record(RESAMPLING_NEWDAT, 0.0001)  # as a resampling one measured in a thread
+    proto.dataReceived(encode(newdat))
+    assert len(runner.commands) == 7 and len(replies(tr)) == 6
+    assert service.engine.n_measurements == 3 and service.store.count_measurements(service.run_id) == 3
     # a held lock (a worker thread busy with the posterior): the cheap command waits in the thread
     held, release = threading.Event(), threading.Event()
 
@@ -646,18 +650,20 @@ def test_commands_over_the_budget_and_durable_commits_go_to_the_thread(tmp_path)
 def test_a_measurement_due_a_snapshot_goes_to_the_thread(tmp_path):
     from agents.obe.inline_budget import InlineBudget
     from agents.obe.run_store import RunStore
-    from agents.obe.service import OBEService
+    from agents.obe.service import RESAMPLING_NEWDAT, OBEService
 
     service = OBEService(RunStore(tmp_path / "runs.sqlite3"), snapshot_every=3,
                          inline_budget=InlineBudget(0.0005, clock=StepClock(0.0001)))
     service.start_run({"model": "lorentzian", "settings": {"start": 1.5, "stop": 4.5, "num": 50},
                        "n_particles": 500, "noise_std": 100.0, "seed": 1})
+    for kind in ("newdat", RESAMPLING_NEWDAT):  # both kinds of measurement measured cheap
+        service.budget.record(kind, 0.0001)
     runner = RecordingRunner()
     proto, tr = connect(LegacyOBEFactory(service, runner=runner))
     for _ in range(6):
         proto.dataReceived(encode({"command": "newdat", "x": [2.0], "y": 50000.0, "s": 100.0}))
-    # 1: measured in the thread; 2 inline; 3 (snapshot) thread; 4, 5 inline; 6 (snapshot) thread
-    assert len(runner.commands) == 3 and replies(tr) == ["OK"] * 6
+    # 1, 2 inline; 3 (snapshot) thread; 4, 5 inline; 6 (snapshot) thread
+    assert len(runner.commands) == 2 and replies(tr) == ["OK"] * 6
     assert service.store.latest_snapshot(service.run_id).n_measurements == 6
     service.store.close()
 

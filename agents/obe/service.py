@@ -40,6 +40,8 @@ MAX_BATCH = 10_000
 INLINE_MAX_VALUES = 1_000
 #: Engine calls whose measured cost decides whether they may run in the caller's thread.
 BUDGETED = ("getmean", "getstd", "getcov", "optset", "goodset", "newdat")
+#: The estimate of a newdat that resampled, kept apart from the others' (``"newdat"``).
+RESAMPLING_NEWDAT = "newdat_resampling"
 _LISTS = {"getset": "settings_grid", "getpar": "particles", "getwgt": "weights"}
 
 _log = logging.getLogger(__name__)
@@ -155,6 +157,10 @@ class OBEService:
         if command not in BUDGETED or not self.budget.allows(command):
             return None
         if command == "newdat":
+            # Whether this one resamples is known only after it: both kinds must be cheap (a
+            # resample with the resample-move step costs far more than an update).
+            if not self.budget.allows(RESAMPLING_NEWDAT):
+                return None
             n = engine.n_measurements
             if self.store.durable or (n + 1) // self.snapshot_every > n // self.snapshot_every:
                 return None
@@ -255,10 +261,11 @@ class OBEService:
             first = engine.n_measurements
             saved = engine.get_state() if len(recs) > 1 else None
             i = 0
+            resampled = False
             try:
                 for i, (x, y, s) in enumerate(recs):
                     self._rekey(engine, first + i)
-                    engine.update(x, y, s)
+                    resampled = engine.update(x, y, s)
             except (ValueError, ZeroLikelihoodError) as exc:
                 if saved is not None:
                     engine.set_state(saved)
@@ -282,7 +289,8 @@ class OBEService:
                       "n_measurements": n, "parameters": list(engine.parameter_names),
                       "mean": mean, "std": std}
             if len(recs) == 1 and not snapshot:  # a snapshot's newdat never runs inline
-                self.budget.record("newdat", self.budget.clock() - t0, inline=_in_main_thread())
+                self.budget.record(RESAMPLING_NEWDAT if resampled else "newdat",
+                                   self.budget.clock() - t0, inline=_in_main_thread())
         if self.on_update is not None:
             try:
                 self.on_update({**result, "setting": recs[-1][0]})
