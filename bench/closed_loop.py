@@ -44,7 +44,7 @@ REFERENCE = Path(os.environ.get("OPTBAYESEXPT_PATH", "/work/shared/peers/optbaye
 
 from clients.examples import adaptive_scan, resonance  # noqa: E402
 from clients.ocs_client import OCSClient  # noqa: E402
-from ocs_core.testing import free_port, project_env, running_router  # noqa: E402
+from ocs_core.testing import free_port, project_env, running_router, wait_listening  # noqa: E402
 from rpc_support import OP, Bridge, Launched, check_ok, http_cases, interleaved  # noqa: E402
 
 import closed_loop_model  # noqa: E402
@@ -71,18 +71,6 @@ runpy.run_path(os.path.join(os.environ["REF_PATH"], "demos", "server", "server_s
 
 def median(xs) -> float:
     return statistics.median(xs)
-
-
-def wait_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nothing listens on port {port} after {timeout} s") from None
-            time.sleep(0.05)
 
 
 # -- loop 1: the reference's demo client -----------------------------------------------------
@@ -253,7 +241,7 @@ def loop_agents(router, tmp: Path, steps: int, scan_steps: int) -> dict:
     out: dict = {}
     try:
         bare.wait_callable(bridge)
-        wait_port(inst_port)
+        wait_listening(inst_port, 30.0)
         inst.wait_registered(30)
         obe_agent.wait_registered(30)
         site = {"site_file": str(router.site_file)}

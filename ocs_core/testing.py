@@ -37,8 +37,8 @@ from ocs_core.runtime.cryptosign import new_private_key, public_key
 from ocs_core.site.config import HubConfig, InstanceConfig, load_site_config
 from ocs_core.site.credentials import AgentKey, Credentials, load_credentials, save_credentials
 
-__all__ = ["free_port", "write_site_config", "http_call", "RouterFixture", "running_router",
-           "AgentProcess", "project_env"]
+__all__ = ["free_port", "wait_listening", "write_site_config", "http_call", "RouterFixture",
+           "running_router", "AgentProcess", "project_env"]
 
 _POLL = 0.05
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
@@ -50,6 +50,32 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def wait_listening(port: int, timeout: float = 15.0, *, alive: Any = None, host: str = "127.0.0.1") -> None:
+    """Poll until something accepts TCP connections on ``host:port``.
+
+    Args:
+        alive: the process that should open the port (an :class:`AgentProcess` or a
+            ``subprocess.Popen``): its exit ends the wait early, with its output when it has one.
+
+    Raises:
+        RuntimeError: the process exited, or nothing listens after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return
+        except OSError:
+            pass
+        output = getattr(alive, "log_text", lambda: "")
+        running = alive is None or (alive.is_running() if hasattr(alive, "is_running") else alive.poll() is None)
+        if not running:
+            raise RuntimeError(f"the process that should listen on {port} exited: {output()[-2000:]}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"nothing listens on {host}:{port} after {timeout} s: {output()[-2000:]}")
+        time.sleep(_POLL)
 
 
 def _instance_doc(inst: InstanceConfig | Mapping[str, Any]) -> dict[str, Any]:

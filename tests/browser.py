@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import pytest
 
+from ci import unavailable
 from ocs_core.testing import free_port, project_env
 
 CHROMIUM = "/usr/bin/chromium"
@@ -37,10 +38,7 @@ def need_browser() -> None:
     except ImportError:
         missing.append("selenium (pip install -e '.[test]')")
     if missing:
-        why = f"browser tests need {', '.join(missing)} (apt-get install chromium chromium-driver)"
-        if os.environ.get("CI"):
-            pytest.fail(why)
-        pytest.skip(why)
+        unavailable(f"browser tests need {', '.join(missing)} (apt-get install chromium chromium-driver)")
 
 
 def start_chromium() -> Any:

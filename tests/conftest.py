@@ -4,6 +4,7 @@ import sys
 
 import pytest
 
+from ci import in_ci
 from ocs_core.pytest_plugin import router, start_agent  # noqa: F401  (pytest fixtures)
 
 # tests import their helper modules (support_agents) by plain name
@@ -21,3 +22,13 @@ def shots(tmp_path_factory, request):
         with capture.global_and_fixture_disabled():  # past the output capture, into the log
             reporter.write_line(f"\ndashboard screenshots: {folder}")
     return folder
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI every part is installed, so a test that skips (any skip, marker or call) fails."""
+    outcome = yield
+    report = outcome.get_result()
+    if in_ci() and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where nothing may skip: {report.longrepr}"

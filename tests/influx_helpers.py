@@ -7,7 +7,6 @@ need it (with the reason); in CI (``CI=true``) it fails them: ``.ci/run`` instal
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -15,8 +14,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import pytest
-
+from ci import unavailable
 from ocs_core.testing import free_port
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -52,10 +50,7 @@ def influxd_binary() -> str:
     found = shutil.which("influxd")
     if found:
         return found
-    why = "influxd (Debian package influxdb) is not installed"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{why}; .ci/run installs it in CI")
-    pytest.skip(why)
+    unavailable("influxd (Debian package influxdb) is not installed")
 
 
 class Influxd:

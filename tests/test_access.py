@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from ci import need_module
 from ocs_core.runtime.access import (
     SUPERUSER_KEY, AccessControl, AccessRuleError, CredLevel, HashedPass, ScopeSpec,
     client_password, parse_password_file, parse_policy, pattern_match, short_md5)
@@ -155,7 +156,7 @@ def _random_rule(rng):
 
 
 def test_levels_match_ocs_on_random_rules():
-    ocs_access = pytest.importorskip("ocs.access")
+    ocs_access = need_module("ocs.access")
     rng = random.Random(17)
     for _ in range(300):
         docs = [_random_rule(rng) for _ in range(rng.randint(0, 5))]
@@ -170,7 +171,7 @@ def test_levels_match_ocs_on_random_rules():
 
 
 def test_password_file_matches_ocs(tmp_path, monkeypatch):
-    ocs_access = pytest.importorskip("ocs.access")
+    ocs_access = need_module("ocs.access")
     import yaml
     path = tmp_path / "pw.yaml"
     path.write_text(yaml.safe_dump(PASSWORD_FILE))

@@ -22,6 +22,7 @@ from autobahn.wamp.types import PublishOptions
 from clients.exclusive import ExclusiveAccess, ExclusiveAccessError
 from clients.ocs_client import OCSClient
 from wamp_helpers import connect
+from ci import need_module
 
 pytestmark = pytest.mark.interop
 
@@ -81,7 +82,7 @@ def _start(router, instance_id, privs, op="delay_task", **params):
 
 @pytest.fixture(scope="module")
 def site(router, tmp_path_factory):
-    pytest.importorskip("ocs")
+    need_module("ocs")
     config = tmp_path_factory.mktemp("access") / "access.yaml"
     config.write_text(yaml.safe_dump(CONFIG))
     procs, ours = [], []

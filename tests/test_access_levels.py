@@ -18,6 +18,7 @@ import yaml
 
 from clients.ocs_client import OCSClient
 from ocs_core.testing import project_env
+from ci import need_module
 
 pytestmark = pytest.mark.interop
 
@@ -34,7 +35,7 @@ def _site(router):
 @pytest.fixture(scope="module")
 def agents(router):
     """Our FakeDataAgent and ocs's, both under ``override:pw2,pw3``."""
-    pytest.importorskip("ocs")
+    need_module("ocs")
     router.add_instance("FakeDataAgent", OURS, ["--access-policy", POLICY])
     ours = router.agent(OURS)
     router.add_instance("FakeDataAgent", THEIRS)

@@ -10,13 +10,12 @@ import csv
 import pytest_twisted
 from twisted.internet import threads
 
-from ocs_core.testing import free_port, running_router
+from ocs_core.testing import free_port, running_router, wait_listening
 
 from archive_helpers import (FAKE_FEED, caught_up, op, record_data,
                              samples_in_archive, samples_of_events, wait_until)
 from clients.archive import history
 from ocs_core.cli.main import main as ocs_core_main
-from test_instrument_agent import wait_listening
 from wamp_helpers import Subscriber
 from ocs_core.runtime.timing import dsleep
 
@@ -37,7 +36,7 @@ async def test_every_sample_once_fake_data_100hz_8ch_and_the_instrument(tmp_path
         procs = {i["instance-id"]: rt.agent(i["instance-id"]) for i in instances}
         subscriber = Subscriber(rt.ws_url, "observatory..feeds.", options={"match": "wildcard"})
         try:
-            await threads.deferToThread(wait_listening, int(port), procs["sim"])
+            await threads.deferToThread(wait_listening, int(port), alive=procs["sim"])
             for name in ("archiver", "fast", "inst"):
                 await threads.deferToThread(procs[name].wait_registered, 20)
             await subscriber.start()

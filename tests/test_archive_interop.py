@@ -13,11 +13,12 @@ from ocs_core.testing import running_router
 
 from archive_helpers import op, record_data, wait_until
 from clients.archive import history
+from ci import need_module
 
 
 @pytest.mark.interop
 def test_an_ocs_agent_is_archived_without_seq_or_history(tmp_path):
-    pytest.importorskip("ocs")
+    need_module("ocs")
     instances = [{"agent-class": "FeedArchiver", "instance-id": "archiver",
                   "arguments": ["--data-dir", str(tmp_path / "data")]},
                  {"agent-class": "FakeDataAgent", "instance-id": "ocs-faker", "arguments": []}]

@@ -20,6 +20,7 @@ import yaml
 from browser import WebProcess, need_browser, quit_chromium, start_chromium, until
 from clients.ocs_client import OK, OCSClient
 from ocs_core.testing import running_router
+from ci import need_module
 
 pytestmark = pytest.mark.browser
 
@@ -221,7 +222,7 @@ def test_live_plot_receives_fakedata_samples(site, web, browser, shots):
 
 
 def test_ocs_agent_is_shown_and_driven(site, web, browser, shots):
-    pytest.importorskip("ocs")
+    need_module("ocs")
     site.add_instance("FakeDataAgent", OCS_FAKER)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     with open(site.log_dir / f"{OCS_FAKER}.out", "ab") as log:

@@ -4,7 +4,6 @@ Both run through ``ocs-core agent <id>`` (entry points InstrumentAgent and Simul
 The last test kills the server, watches the agent degrade and fail fast, restarts the server on
 the same port, and watches the agent recover without being restarted.
 """
-import socket
 import time
 
 import pytest
@@ -12,26 +11,11 @@ import pytest_twisted
 from twisted.internet import threads
 
 from clients.ocs_client import OCSClient
-from ocs_core.testing import free_port
+from ocs_core.testing import free_port, wait_listening
 from wamp_helpers import Subscriber, until
 
 SIM, AGENT = "ia-sim", "ia-agent"
 NOISE = 0.01
-
-
-def wait_listening(port: int, proc, timeout: float = 15.0) -> None:
-    """Poll until something accepts on ``port`` (or fail with the process's output)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if not proc.is_running():
-                raise RuntimeError(f"server exited: {proc.log_text()[-2000:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nothing listening on {port} after {timeout} s: {proc.log_text()[-2000:]}")
-            time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +23,7 @@ def site(router):
     port = free_port()
     router.add_instance("SimulatedInstrument", SIM, ["--port", port, "--seed", "1", "--noise", NOISE])
     server = router.agent(SIM)
-    wait_listening(port, server)
+    wait_listening(port, alive=server)
     router.add_instance("InstrumentAgent", AGENT, ["--port", port, "--poll-interval", "0.1",
                                                    "--max-backoff", "0.5", "--timeout", "5"])
     agent = router.agent(AGENT)
@@ -151,7 +135,7 @@ async def test_acq_publishes_then_survives_a_server_restart(router, site, client
 
         # the server comes back on the same port: acq recovers by itself, the agent never restarted
         await threads.deferToThread(server.start)
-        await threads.deferToThread(wait_listening, site["port"], server)
+        await threads.deferToThread(wait_listening, site["port"], alive=server)
         deadline = time.monotonic() + 15
         while (await _status(client))["degraded"]:
             assert time.monotonic() < deadline, "acq never recovered"
@@ -191,7 +175,7 @@ def test_agent_started_before_its_server_waits_degraded_then_recovers(router, st
         router.add_instance("SimulatedInstrument", "ia-early-sim", ["--port", port, "--seed", "2"])
         server = router.agent("ia-early-sim")
         try:
-            wait_listening(port, server)
+            wait_listening(port, alive=server)
             deadline = time.monotonic() + 10
             while (session := client.acq.status().session)["degraded"] or not session["data"]:
                 assert time.monotonic() < deadline, session

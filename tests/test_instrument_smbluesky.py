@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -20,10 +19,11 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor, threads
 
+from ci import unavailable
 from agents.instrument.commands import command
 from agents.instrument.simulated import SimulatedInstrument
 from clients.ocs_client import OCSClient
-from ocs_core.testing import free_port
+from ocs_core.testing import free_port, wait_listening
 
 PEERS = Path(__file__).parent / "peers"
 ENV = "OCS_CORE_SMBLUESKY_PYTHON"
@@ -43,9 +43,7 @@ def smb_python() -> str:
         if probe.returncode != 0:
             problem = f"{ENV}={python} cannot import sm_bluesky: {probe.stderr.strip()[-300:]}"
     if problem:
-        if os.environ.get("CI") == "true":
-            pytest.fail(problem)
-        pytest.skip(problem)
+        unavailable(problem)
     return python
 
 
@@ -100,18 +98,6 @@ async def test_its_client_against_our_server(smb_python):
 
 
 # -- our agent against its server ------------------------------------------------------------------
-def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            assert proc.poll() is None, "the sm-bluesky server exited"
-            assert time.monotonic() < deadline, f"nothing listening on {port} after {timeout} s"
-            time.sleep(0.05)
-
-
 class ItsServer:
     """The sm-bluesky server peer as a process; its stdout (sm-bluesky's log) goes to a file."""
 
@@ -123,7 +109,7 @@ class ItsServer:
         with open(self.log, "a") as out:
             self.proc = subprocess.Popen([self.python, str(PEERS / "smbluesky_server.py"), str(self.port)],
                                          stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        wait_listening(self.port, self.proc)
+        wait_listening(self.port, 60.0, alive=self.proc)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

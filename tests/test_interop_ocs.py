@@ -15,6 +15,7 @@ import pytest
 import clients_agents
 from clients.ocs_client import ERROR, OK, TIMEOUT, OCSClient
 from helpers_clients import start_agents
+from ci import need_module
 
 pytestmark = pytest.mark.interop
 
@@ -34,7 +35,7 @@ def _wait_callable(router, instance_id, proc, timeout=20.0):
 @pytest.fixture(scope="module")
 def ocs_faker(router):
     """ocs 0.12.1's FakeDataAgent, as ocs itself launches it."""
-    pytest.importorskip("ocs")
+    need_module("ocs")
     router.add_instance("FakeDataAgent", OCS_FAKER)
     router.log_dir.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

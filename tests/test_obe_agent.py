@@ -375,7 +375,7 @@ def test_bad_run_config_file_is_a_clear_startup_error(router, tmp_path):
 
 def test_adaptive_scan_drives_the_real_instrument_agent(router, obe):
     """OBE agent -> InstrumentAgent (Task measure(x)) -> SimulatedInstrument server, all real."""
-    from test_instrument_agent import wait_listening
+    from ocs_core.testing import wait_listening
 
     c, _, _ = obe
     port = free_port()
@@ -384,7 +384,7 @@ def test_adaptive_scan_drives_the_real_instrument_agent(router, obe):
     server = router.agent("obe-e2e-sim")
     agent = None
     try:
-        wait_listening(port, server)
+        wait_listening(port, alive=server)
         router.add_instance("InstrumentAgent", "obe-e2e-inst", ["--port", port, "--timeout", "5"])
         agent = router.agent("obe-e2e-inst")
         agent.wait_registered(15)

@@ -69,15 +69,21 @@ async def _callable(http_url, address, timeout=20.0):
     raise AssertionError(f"{address} not callable again within {timeout} s")
 
 
+def _site_through(proxy, router, tmp_path, instance_id, name="site-config.yaml"):
+    """A site file whose agent (a 20 Hz FakeDataAgent) reaches the router through ``proxy``."""
+    site = write_site_config(tmp_path, router.port, [
+        {"agent-class": "FakeDataAgent", "instance-id": instance_id,
+         "arguments": ["--sample-rate", "20", "--buffer-time", "0"]}], name=name)
+    site.write_text(site.read_text().replace(f"ws://127.0.0.1:{router.port}/ws",
+                                             f"ws://127.0.0.1:{proxy.port}/ws"))
+    return site
+
+
 @pytest_twisted.ensureDeferred
 async def test_link_cuts_of_under_a_second_and_two_seconds(router, tmp_path):
     proxy = CuttableProxy(router.port)
     proxy.listen()
-    site = write_site_config(tmp_path, router.port, [
-        {"agent-class": "FakeDataAgent", "instance-id": "cut-faker",
-         "arguments": ["--sample-rate", "20", "--buffer-time", "0"]}], log_dir=str(tmp_path / "logs"))
-    text = site.read_text().replace(f"ws://127.0.0.1:{router.port}/ws", f"ws://127.0.0.1:{proxy.port}/ws")
-    site.write_text(text)
+    site = _site_through(proxy, router, tmp_path, "cut-faker")
     agent = AgentProcess("cut-faker", site, log_path=tmp_path / "cut-faker.out")
     subscriber = Subscriber(router.ws_url, TOPIC.format("cut-faker"))
     address = router.address("cut-faker")

@@ -17,17 +17,8 @@ from twisted.internet import threads
 
 from ocs_core.runtime.timing import dsleep
 from ocs_core.testing import AgentProcess, http_call, write_site_config
-from test_outage import TOPIC, _callable, _check_sequence, _caught_up, _ops, _resent
+from test_outage import TOPIC, _callable, _check_sequence, _caught_up, _ops, _resent, _site_through
 from wamp_helpers import CuttableProxy, Subscriber, until
-
-
-def _site_through(proxy, router, tmp_path, instance_id, name):
-    site = write_site_config(tmp_path, router.port, [
-        {"agent-class": "FakeDataAgent", "instance-id": instance_id,
-         "arguments": ["--sample-rate", "20", "--buffer-time", "0"]}], name=name)
-    site.write_text(site.read_text().replace(f"ws://127.0.0.1:{router.port}/ws",
-                                             f"ws://127.0.0.1:{proxy.port}/ws"))
-    return site
 
 
 @pytest_twisted.ensureDeferred

@@ -16,6 +16,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, protocol, reactor
 
+from ci import unavailable
 from agents.rig.events import ExpMessage, ExpStatus
 from agents.rig.udp import udp_communicator
 
@@ -26,9 +27,7 @@ DEADLINE = 20.0
 
 def _unavailable(why: str):
     """Skip outside CI; in CI (``make test`` makes the iblutil venv) the peer must be there."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{why}; `make test` makes .venv-iblutil in CI")
-    pytest.skip(why)
+    unavailable(f"{why}; `make test` makes .venv-iblutil")
 
 
 def _iblutil_python():

@@ -19,6 +19,7 @@ from ocs_core.router.config import (AGENT_ROLE, CONTROLLER_ROLE, MAX_MESSAGE_SIZ
                                     render_config)
 from ocs_core.site.config import HubConfig, SiteConfigError
 from ocs_core.testing import free_port, http_call
+from ci import need_module
 
 HUB = HubConfig(wamp_server="ws://127.0.0.1:8001/ws", wamp_http="http://127.0.0.1:8001/call",
                 wamp_realm="test_realm", address_root="observatory")
@@ -266,7 +267,7 @@ def test_restart_on_the_same_port_after_a_client_was_connected(tmp_path):
                                  dataclasses.replace(HUB, wamp_server="ws://127.0.0.1:8001/wamp",
                                                      wamp_http="http://127.0.0.1:8001/rpc")])
 def test_rendered_config_passes_crossbars_own_check(hub):
-    pytest.importorskip("crossbar")
+    need_module("crossbar")
     with warnings.catch_warnings():  # crossbar's imports raise DeprecationWarnings of its own
         warnings.simplefilter("ignore", DeprecationWarning)
         from crossbar.common.checkconfig import InvalidConfigException

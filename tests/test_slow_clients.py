@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 import raw_obe_client as raw
-from ocs_core.testing import AgentProcess, free_port, project_env, write_site_config
+from ocs_core.testing import AgentProcess, free_port, project_env, wait_listening, write_site_config
 
 ROOT = Path(__file__).resolve().parent.parent
 CYCLES = 10
@@ -102,14 +102,7 @@ def test_obe_tcp_memory_stays_bounded_under_slow_readers(tmp_path):
         "agent-class": "OBEAgent", "instance-id": "obe-slow",
         "arguments": ["--db", ":memory:", "--tcp-port", str(port), "--run-config", str(tmp_path / "run.yaml")]}])
     with AgentProcess("obe-slow", site, log_path=tmp_path / "obe.out") as agent:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, agent.log_text()[-2000:]
-                time.sleep(0.1)
+        wait_listening(port, 20, alive=agent)
         assert raw.tcpcmd(port, {"command": "newrun"}) == "OK"
         assert len(raw.tcpcmd(port, {"command": "getpar"})[0]) == 20000
         body = json.dumps({"command": "getpar"}).encode()
