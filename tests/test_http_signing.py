@@ -98,3 +98,70 @@ def test_check_takes_other_timestamps_crossbar_takes():
     params = {"key": "web", "timestamp": stamp, "seq": "1", "nonce": "2",
               "signature": base64.urlsafe_b64encode(mac.digest()).decode()}
     assert _check().verify(_args(urllib.parse.urlencode(params)), BODY) is None
+
+
+def test_fast_path_answers_exactly_as_every_check_in_order():
+    """After a first request has set the parsed second, ``verify`` makes only the signature
+    check for requests as ``Signer`` makes them: on any request it must answer as the full
+    sequence of crossbar's checks does (seeded variations of every field)."""
+    import random
+
+    rng = random.Random(7)
+    at = NOW.timestamp()
+    for clock_offset in (0.5, 20.0):  # the router's clock: in the window, then far past it
+        check = SignatureCheck(b"web", b"secret", 10, clock=lambda: at + clock_offset)
+        signer = Signer("web", "secret", clock=lambda: at + rng.random() * 0.8)
+        check.verify(_args(signer.query(BODY, 1)), BODY)  # sets the parsed second
+        variants = {
+            "key": [b"other", b"web", b""], "seq": [b"-5", b"+5", b" 7", b"1_0", b"x", b"\xd9\xa3"],
+            "nonce": [b"-1", b"1.5", b"", b"12"], "signature": [b"", b"AAAA", None],
+            "timestamp": [b"2026-12-01T10:00:00.999Z", b"2026-12-01T10:00:00.12aZ",
+                          b"2026-12-01T10:00:00.123456Z", b"2026-12-01T10:00:01.000Z",
+                          b"2026-12-01T10:00:00.123", b"2026-12-01T10:00:00.1234Z"]}
+        answers = set()
+        for n in range(600):
+            args = _args(signer.query(BODY, n))
+            body = BODY
+            for name in rng.sample(sorted(variants), rng.randint(0, 2)):
+                value = rng.choice(variants[name])
+                field = name.encode()
+                if value is None:
+                    del args[field]
+                elif rng.random() < 0.3:
+                    args[field] = [value] + args[field]  # a repeated field: the first counts
+                else:
+                    args[field] = [value]
+            if rng.random() < 0.1:
+                body = BODY + b" "
+            reference = SignatureCheck(b"web", b"secret", 10, clock=lambda: at + clock_offset)
+            expected = reference._verify_each(args, body)
+            assert check.verify(args, body) == expected, (args, body)
+            answers.add(None if expected is None else expected.category)
+        # the variations reached every kind of answer the window allows
+        assert answers == ({None, "AR459", "AR460", "AR461", "AR462"} if clock_offset < 10
+                           else {"AR462", "AR464"})  # a stale stamp is refused before the rest
+
+
+def test_nonces_differ_between_signers_seeded_runs_and_a_forked_child():
+    import os
+    import random
+
+    queries = [Signer("web", "s").query(b"", 1) for _ in range(3)]
+    nonces = [urllib.parse.parse_qs(q)["nonce"][0] for q in queries]
+    assert len(set(nonces)) == 3
+    random.seed(0)  # a script seeding the random module does not make nonces repeat
+    first = Signer("web", "s").query(b"", 1)
+    random.seed(0)
+    assert urllib.parse.parse_qs(Signer("web", "s").query(b"", 1))["nonce"] != \
+        urllib.parse.parse_qs(first)["nonce"]
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next nonce
+        os.write(write, Signer("web", "s").query(b"", 1).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = urllib.parse.parse_qs(pipe.read())["nonce"][0]
+    os.waitpid(pid, 0)
+    parent = urllib.parse.parse_qs(Signer("web", "s").query(b"", 1))["nonce"][0]
+    assert child != parent and abs(int(child) - int(parent)) > 1000

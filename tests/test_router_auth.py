@@ -25,7 +25,7 @@ from twisted.internet.endpoints import clientFromString
 
 from clients.client_http import ControlClient, ControlClientError
 from clients.ocs_client import OCSClient
-from ocs_core.framing.http_signing import signed_params
+from ocs_core.framing.http_signing import Signer, signed_params
 from ocs_core.router.config import MAX_HTTP_BODY
 from ocs_core.runtime.cryptosign import answer_challenge, join_options
 from ocs_core.site.credentials import CredentialsError, load_credentials
@@ -175,6 +175,13 @@ def test_signed_http_bridge(site):
     # worker refuses a request it has already accepted
     assert _post(site, body, fresh) == (400, "REST bridge signature was invalid (replayed nonce).")
     assert _post(site, body, signed_params(*site.signing, body, 3))[0] == 200
+    # as our clients send it (nothing percent-encoded: the worker's plain query parse and the
+    # check's fast path), replayed too
+    query = Signer(*site.signing).query(body, 6)
+    assert _post_query(site, body, query)[0] == 200
+    assert _post_query(site, body, query) == (400, "REST bridge signature was invalid (replayed nonce).")
+    assert _post_query(site, body, query.replace("seq=6", "seq=7")) == (
+        401, "REST bridge signature secret not valid.")
     # ocs-core's worker checks the signature in place of crossbar; crossbar's other checks
     # still apply to a signed request, and signing stays required afterwards
     bad_json = b"{nope"
@@ -190,7 +197,11 @@ def test_signed_http_bridge(site):
 
 
 def _post(site, body, params):
-    r = requests.post(f"{site.http_url}?{urllib.parse.urlencode(params)}", data=body, timeout=10)
+    return _post_query(site, body, urllib.parse.urlencode(params))
+
+
+def _post_query(site, body, query):
+    r = requests.post(f"{site.http_url}?{query}", data=body, timeout=10)
     return r.status_code, r.json().get("error") if r.status_code != 200 else r.json()["args"][0]
 
 
