@@ -65,8 +65,8 @@ def _urlsafe_b64(digest: bytes) -> bytes:
 
 def _keyed_sha256(secret: bytes, first: bytes) -> Any:
     """An HMAC-SHA256 fed ``first``, to ``copy()`` per message: the C object behind
-    ``hmac.HMAC`` where there is one (its copy, update and digest without a Python frame
-    each), else the ``hmac.HMAC``."""
+    ``hmac.HMAC`` (its private ``_hmac``, OpenSSL's on CPython 3.11-3.13: copy, update and
+    digest without a Python frame each) where it has those three, else the ``hmac.HMAC``."""
     mac = hmac.new(secret, first, hashlib.sha256)
     inner = getattr(mac, "_hmac", None)
     if inner is not None and all(hasattr(inner, m) for m in ("copy", "update", "digest")):
