@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import sys
 import tempfile
 import time
@@ -48,7 +47,7 @@ from ocs_core.router.auth import SIGNED_WINDOW_S  # noqa: E402
 from ocs_core.router.config import hub_endpoint  # noqa: E402
 from ocs_core.supervisor.process_group import group_members  # noqa: E402
 from ocs_core.testing import running_router  # noqa: E402
-from rpc_support import MS, OP, Report, cpu_seconds, median, p95  # noqa: E402
+from rpc_support import MS, OP, Report, cpu_seconds, interleaved, median, p95  # noqa: E402
 
 POLICY = "override:pw2,pw3"
 TARGET_OVERHEAD = 0.05
@@ -104,22 +103,6 @@ def calls(client: ControlClient, password: str | None) -> dict[str, Callable[[],
     return {"status": status, "cycle": cycle}
 
 
-def shuffled(funcs: dict[str, Callable[[], float]], iterations: int, warmup: int,
-             seed: int) -> dict[str, list[float]]:
-    """Every function once per iteration, in an order shuffled (seeded) every iteration, so
-    that each case follows every other equally often."""
-    rng, names = random.Random(seed), list(funcs)
-    for _ in range(warmup):
-        for name in names:
-            funcs[name]()
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for _ in range(iterations):
-        rng.shuffle(names)
-        for name in names:
-            times[name].append(funcs[name]())
-    return times
-
-
 def cpu_blocks(funcs: dict[str, Callable[[], float]], pids: dict[str, list[int]], blocks: int,
                size: int) -> dict[str, list[float]]:
     """CPU seconds per call of each case, one figure per block of ``size`` calls; the case
@@ -166,7 +149,7 @@ def one_round(tmp: Path, args: argparse.Namespace, seed: int) -> dict[str, dict[
             for op, func in calls(client, "pw2" if policy == "override" else None).items():
                 funcs[f"{op} {case}"] = func
                 pids[f"{op} {case}"] = members
-        times = shuffled(funcs, args.iterations, args.warmup, seed)
+        times = interleaved(funcs, args.iterations, args.warmup, seed=seed)
         cpu = cpu_blocks(funcs, pids, args.blocks, args.block_size)
     return {name: {"median": median(times[name]), "p95": p95(times[name]), "cpu": median(cpu[name])}
             for name in funcs}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import statistics
 import subprocess
@@ -143,16 +144,24 @@ def http_cases(bridge: Bridge, address: str) -> dict[str, Callable[[], float]]:
 
 
 def interleaved(funcs: dict[str, Callable[[], float]], iterations: int,
-                warmup: int) -> dict[str, list[float]]:
-    """Call every function once per iteration, rotating the order; return the timings."""
+                warmup: int, seed: int | None = None) -> dict[str, list[float]]:
+    """Call every function once per iteration and return the timings. The order rotates, or
+    with ``seed`` is shuffled (seeded) every iteration, so that each case follows every other
+    equally often (a case right after a call to the same process runs warmer)."""
     names = list(funcs)
+    rng = random.Random(seed) if seed is not None else None
     for _ in range(warmup):
         for n in names:
             funcs[n]()
     times: dict[str, list[float]] = {n: [] for n in names}
     for i in range(iterations):
-        k = i % len(names)
-        for n in names[k:] + names[:k]:
+        if rng is not None:
+            rng.shuffle(names)
+            order = names
+        else:
+            k = i % len(names)
+            order = names[k:] + names[:k]
+        for n in order:
             times[n].append(funcs[n]())
     return times
 

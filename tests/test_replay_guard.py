@@ -12,12 +12,12 @@ class Clock:
 def test_remembers_accepted_nonces_for_the_memory_span():
     clock = Clock()
     memory = NonceMemory(memory_s=30, limit=1000, clock=clock)
-    memory.remember(b"k", b"1")
+    assert memory.accept(b"k", b"1")
     assert memory.seen(b"k", b"1") and not memory.seen(b"k", b"2") and not memory.seen(b"other", b"1")
     clock.now = 29.0
     assert memory.seen(b"k", b"1")
     clock.now = 30.5  # past the span, still remembered (at most twice the span)
-    memory.remember(b"k", b"2")
+    assert memory.accept(b"k", b"2")
     assert memory.seen(b"k", b"1") and memory.seen(b"k", b"2")
     clock.now = 61.0  # the generation of b"1" is dropped whole, b"2" is kept for its span
     assert not memory.seen(b"k", b"1") and memory.seen(b"k", b"2") and len(memory) == 1
@@ -40,7 +40,7 @@ def test_remembers_every_pair_for_the_whole_span_whenever_it_came():
 def test_is_bounded_forgetting_the_oldest_first():
     memory = NonceMemory(memory_s=30, limit=3, clock=Clock())
     for n in range(5):
-        memory.remember(b"k", str(n).encode())
+        assert memory.accept(b"k", str(n).encode())
     assert len(memory) <= 3 and not memory.seen(b"k", b"0") and memory.seen(b"k", b"4")
 
 

@@ -57,7 +57,9 @@ class NonceMemory:
         pair = (key, nonce)
         if pair in self._current or pair in self._previous:
             return False
-        self._add(pair)
+        if len(self._current) >= self._generation_size:
+            self._previous, self._current = self._current, set()  # full: the oldest go first
+        self._current.add(pair)
         return True
 
     def seen(self, key: bytes, nonce: bytes) -> bool:
@@ -65,14 +67,6 @@ class NonceMemory:
         self._turn()
         return (key, nonce) in self._current or (key, nonce) in self._previous
 
-    def remember(self, key: bytes, nonce: bytes) -> None:
-        self._turn()
-        self._add((key, nonce))
-
-    def _add(self, pair: tuple[bytes, bytes]) -> None:
-        if len(self._current) >= self._generation_size:
-            self._previous, self._current = self._current, set()  # full: the oldest go first
-        self._current.add(pair)
 
     def _turn(self) -> None:
         now = self._clock()
