@@ -19,6 +19,23 @@ def test_signature_is_crossbars_hmac_over_key_timestamp_seq_nonce_body():
     assert p["signature"] == base64.urlsafe_b64encode(mac.digest()).decode()
 
 
+def test_keyed_sha256_equals_the_hmac_module_for_any_key_and_message():
+    """The signer's and the check's HMAC (two SHA-256 states copied per message) gives
+    ``hmac``'s bytes: keys empty, short, of one block, longer (hashed first), any bytes."""
+    import random
+
+    from ocs_core.framing.http_signing import _KeyedSha256
+
+    rng = random.Random(11)
+    for _ in range(600):
+        secret = rng.randbytes(rng.choice([0, 1, 32, 43, 63, 64, 65, 128, 300]))
+        first, message = rng.randbytes(rng.randrange(24)), rng.randbytes(rng.randrange(400))
+        keyed = _KeyedSha256(secret, first)
+        expected = hmac.new(secret, first + message, hashlib.sha256).digest()
+        assert keyed.digest(message) == expected
+        assert keyed.digest(message) == expected  # the keyed states are not consumed
+
+
 def test_query_string_decodes_to_the_same_parameters():
     query = urllib.parse.parse_qs(signed_query("ocs-core_http", "s" * 40, b"body", 3))
     assert set(query) == {"key", "timestamp", "seq", "nonce", "signature"}

@@ -1,4 +1,7 @@
-"""The replay guard's memory (pure): what it remembers, for how long, and its bound."""
+"""The replay guard's memory (pure): what it remembers, for how long, and its bound; its
+parsers of a request's line and query against twisted's."""
+import random
+
 from ocs_core.router.replay_guard import NonceMemory
 
 
@@ -55,8 +58,6 @@ def test_accept_refuses_a_pair_within_the_span_only():
 
 
 def test_plain_query_parse_equals_twisteds_where_it_answers():
-    import random
-
     from twisted.web.http import parse_qs
 
     from ocs_core.framing.http_signing import Signer
@@ -76,3 +77,43 @@ def test_plain_query_parse_equals_twisteds_where_it_answers():
     assert answered > 5000
     signed = Signer("k", "s").query(b"body", 1).encode()
     assert parse_plain_query(signed, 1) == parse_qs(signed, 1)
+
+
+def test_request_line_parser_accepts_and_refuses_as_twisted(monkeypatch):
+    """The regular-expression check of a request target gives twisted's answer (the parts, or
+    ValueError with its reason) on seeded random lines, and on a signed request's."""
+    from twisted.web import http
+
+    from ocs_core.framing.http_signing import Signer
+    from ocs_core.router.replay_guard import install_request_line_parser
+
+    general = http._parseRequestLine
+    monkeypatch.setattr(http, "_parseRequestLine", general)  # restored after the test
+    install_request_line_parser()
+    fast = http._parseRequestLine
+    assert fast is not general and fast._ocs_general is general
+    install_request_line_parser()  # a second install keeps the first
+    assert http._parseRequestLine is fast
+
+    def answer(parse, line):
+        try:
+            return parse(line)
+        except ValueError as exc:
+            return ("ValueError", str(exc))
+
+    rng = random.Random(5)
+    alphabet = [b" ", b"/", b"?", b"a", b"=", b"\x20", b"\x21", b"\xb0", b"\xb1", b"\x7f", b"\x00",
+                b"\xff", b"\t", b"GET", b"POST", b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2", b"(", b"%"]
+    kinds = set()
+    for _ in range(20000):
+        line = b"".join(rng.choice(alphabet) for _ in range(rng.randint(0, 9)))
+        if rng.random() < 0.5:  # mostly well-formed around a random target
+            line = rng.choice([b"POST", b"GE(T", b""]) + b" " + line.replace(b" ", b"") + b" " + \
+                rng.choice([b"HTTP/1.1", b"HTTP/1.0", b"HTTP/3"])
+        expected = answer(general, line)
+        assert answer(fast, line) == expected, line
+        kinds.add(expected[1] if expected[0] == "ValueError" else "accepted")
+    assert {"accepted", "Invalid method", "Invalid request-target", "Empty request-target",
+            "Invalid version"} <= kinds
+    signed = b"POST /call?" + Signer("k", "s").query(b"body", 1).encode() + b" HTTP/1.1"
+    assert fast(signed) == general(signed)

@@ -63,15 +63,46 @@ def _urlsafe_b64(digest: bytes) -> bytes:
     return binascii.b2a_base64(digest, newline=False).translate(_URLSAFE)
 
 
-def _keyed_sha256(secret: bytes, first: bytes) -> Any:
-    """An HMAC-SHA256 fed ``first``, to ``copy()`` per message: the C object behind
-    ``hmac.HMAC`` (its private ``_hmac``, OpenSSL's on CPython 3.11-3.13: copy, update and
-    digest without a Python frame each) where it has those three, else the ``hmac.HMAC``."""
-    mac = hmac.new(secret, first, hashlib.sha256)
-    inner = getattr(mac, "_hmac", None)
-    if inner is not None and all(hasattr(inner, m) for m in ("copy", "update", "digest")):
-        return inner
-    return mac
+try:  # CPython's own SHA-256 (3.12+: _sha2); its copy() is a memcpy, where OpenSSL 3's
+    from _sha2 import sha256 as _plain_sha256  # type: ignore[import-not-found]
+except ImportError:  # HMAC copy and digest duplicate three provider contexts each
+    try:
+        from _sha256 import sha256 as _plain_sha256  # type: ignore[import-not-found,no-redef]
+    except ImportError:
+        _plain_sha256 = hashlib.sha256  # type: ignore[assignment]
+
+_SHA256_BLOCK = 64
+_INNER_PAD = bytes(x ^ 0x36 for x in range(256))
+_OUTER_PAD = bytes(x ^ 0x5C for x in range(256))
+
+
+class _KeyedSha256:
+    """HMAC-SHA256 (RFC 2104) keyed by ``secret`` and fed ``first`` once; :meth:`digest` of
+    each message after it costs two copies of a SHA-256 state.
+
+    Built on CPython's own SHA-256 where it has one: with the CPU caches cold, as a client
+    calling now and then and the router between requests find them, a signature cost ~20 µs
+    through ``hmac`` (OpenSSL 3 copies three provider contexts per copy and again per digest)
+    and ~8 µs this way. The same bytes as ``hmac.new(secret, first + message, "sha256")``.
+    """
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, secret: bytes, first: bytes = b"") -> None:
+        if len(secret) > _SHA256_BLOCK:
+            secret = hashlib.sha256(secret).digest()
+        secret = secret.ljust(_SHA256_BLOCK, b"\0")
+        self._inner = _plain_sha256(secret.translate(_INNER_PAD))
+        self._inner.update(first)
+        self._outer = _plain_sha256(secret.translate(_OUTER_PAD))
+
+    def digest(self, message: bytes) -> bytes:
+        """The HMAC of ``first + message``."""
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
 
 def new_secret(nbytes: int = 32) -> str:
@@ -115,7 +146,7 @@ class Signer:
 
     def __init__(self, key: str, secret: str, clock: Callable[[], float] = time.time) -> None:
         self.key, self._clock = key, clock
-        self._mac = _keyed_sha256(secret.encode("utf-8"), key.encode("utf-8"))
+        self._mac = _KeyedSha256(secret.encode("utf-8"), key.encode("utf-8"))
         self._head = f"key={key}&timestamp="
         self._second, self._prefix = -1, ""
 
@@ -133,10 +164,8 @@ class Signer:
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         stamp = self._prefix + _MILLIS[min(int((now - second) * 1000), 999)]
         nonce = next(_nonces)
-        mac = self._mac.copy()
-        mac.update(f"{stamp}{seq}{nonce}".encode("ascii") + body)
-        signature = _urlsafe_b64(mac.digest()).decode("ascii")
-        return f"{self._head}{stamp}&seq={seq}&nonce={nonce}&signature={signature}"
+        signature = _urlsafe_b64(self._mac.digest(f"{stamp}{seq}{nonce}".encode("ascii") + body))
+        return f"{self._head}{stamp}&seq={seq}&nonce={nonce}&signature={signature.decode('ascii')}"
 
 
 @dataclass(frozen=True)
@@ -165,7 +194,7 @@ class SignatureCheck:
     def __init__(self, key: bytes, secret: bytes, window_s: float,
                  clock: Callable[[], float] = time.time) -> None:
         self.key, self.window_s, self._clock = key, window_s, clock
-        self._mac = _keyed_sha256(secret, key)  # a request's key must equal ``key``
+        self._mac = _KeyedSha256(secret, key)  # a request's key must equal ``key``
         self._second_prefix, self._second_at = b"", 0.0  # the last timestamp's second, parsed
 
     def verify(self, args: Mapping[bytes, Sequence[bytes]], body: bytes) -> Refusal | None:
@@ -185,9 +214,8 @@ class SignatureCheck:
                 and stamp[23:] == b"Z" and stamp[20:23].isdigit() and seq.isdigit()
                 and nonce.isdigit() and (not self.window_s or abs(
                     self._second_at + int(stamp[20:23]) / 1000 - self._clock()) <= self.window_s)):
-            mac = self._mac.copy()
-            mac.update(b"".join((stamp, seq, nonce, body)))
-            if hmac.compare_digest(signature, _urlsafe_b64(mac.digest())):
+            expected = self._mac.digest(b"".join((stamp, seq, nonce, body)))
+            if hmac.compare_digest(signature, _urlsafe_b64(expected)):
                 return None
             return Refusal(401, "AR459")
         return self._verify_each(args, body)
@@ -221,9 +249,8 @@ class SignatureCheck:
         if first[b"key"] != self.key:
             return Refusal(401, "AR460", f"unknown key '{first[b'key'].decode('utf-8', 'replace')}' "
                                          "in signed request")
-        mac = self._mac.copy()
-        mac.update(b"".join((stamp, first[b"seq"], first[b"nonce"], body)))
-        if not hmac.compare_digest(signature, _urlsafe_b64(mac.digest())):
+        expected = self._mac.digest(b"".join((stamp, first[b"seq"], first[b"nonce"], body)))
+        if not hmac.compare_digest(signature, _urlsafe_b64(expected)):
             return Refusal(401, "AR459")
         return None
 

@@ -12,7 +12,9 @@ Only requests whose signature verified are remembered, so unsigned or badly sign
 cannot fill the memory; it holds at most :data:`MAX_REMEMBERED` nonces (the oldest are
 forgotten first), each for at least :data:`MEMORY_S`. It also has twisted parse a query with
 nothing to unquote (a signed request's, from ``Signer``) without unquoting each field
-(:func:`parse_plain_query`; the same result, in half the time).
+(:func:`parse_plain_query`; the same result, in half the time), and check a request line's
+target with one regular expression instead of a Python loop over its bytes
+(:func:`install_request_line_parser`; the same lines accepted and refused).
 
 :class:`NonceMemory` and :func:`parse_plain_query` are the pure parts; :func:`install` touches
 crossbar internals and does nothing (returning False) when they are not as expected: crossbar's
@@ -20,12 +22,14 @@ own check then applies, without replay refusal.
 """
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, Callable
 
 from ocs_core.framing.http_signing import SIGNED_FIELDS, SignatureCheck
 
-__all__ = ["NonceMemory", "install", "parse_plain_query", "MEMORY_S", "MAX_REMEMBERED"]
+__all__ = ["NonceMemory", "install", "install_query_parser", "install_request_line_parser",
+           "parse_plain_query", "MEMORY_S", "MAX_REMEMBERED"]
 
 #: Longer than the whole acceptance span of a timestamp (window on both sides, see
 #: ocs_core.router.auth.SIGNED_WINDOW_S = 10 s) plus margin.
@@ -53,7 +57,8 @@ class NonceMemory:
 
     def accept(self, key: bytes, nonce: bytes) -> bool:
         """Remember the pair and return True, or False if it was accepted within the span."""
-        self._turn()
+        if self._clock() - self._since >= self.memory_s:  # (per request: no call when not due)
+            self._turn()
         pair = (key, nonce)
         if pair in self._current or pair in self._previous:
             return False
@@ -66,7 +71,6 @@ class NonceMemory:
         """Whether this pair is remembered."""
         self._turn()
         return (key, nonce) in self._current or (key, nonce) in self._previous
-
 
     def _turn(self) -> None:
         now = self._clock()
@@ -113,6 +117,36 @@ def install_query_parser() -> None:
     http.parse_qs = parse_qs
 
 
+#: A request target as twisted accepts it: one or more bytes from ``!`` (33) to 176.
+_REQUEST_TARGET = re.compile(rb"[\x21-\xb0]+")
+
+
+def install_request_line_parser() -> None:
+    """Make twisted check a request line's target with one regular expression instead of a
+    Python loop over its bytes (~50 ns a byte; a signed request's target is ~140 bytes longer
+    than an unsigned one's). The same lines are accepted and refused, for the same reason."""
+    from twisted.web import http
+
+    general = getattr(http, "_parseRequestLine", None)
+    istoken = getattr(http, "_istoken", None)
+    if general is None or istoken is None or getattr(general, "_ocs_fast", False):
+        return  # not twisted's as known (left alone), or done already
+
+    def parse_request_line(line: bytes) -> tuple[bytes, bytes, bytes]:
+        method, target, version = line.split(b" ")
+        if not istoken(method):
+            raise ValueError("Invalid method")
+        if _REQUEST_TARGET.fullmatch(target) is None:
+            raise ValueError("Empty request-target" if target == b"" else "Invalid request-target")
+        if version != b"HTTP/1.1" and version != b"HTTP/1.0":
+            raise ValueError("Invalid version")
+        return method, target, version
+
+    parse_request_line._ocs_fast = True  # type: ignore[attr-defined]
+    parse_request_line._ocs_general = general  # type: ignore[attr-defined]
+    http._parseRequestLine = parse_request_line
+
+
 def install(memory: NonceMemory | None = None) -> bool:
     """Put the fast check and the replay refusal in front of crossbar's bridge handler; True if done."""
     try:
@@ -120,6 +154,7 @@ def install(memory: NonceMemory | None = None) -> bool:
     except ImportError:
         return False
     install_query_parser()
+    install_request_line_parser()
     original = getattr(_CommonResource, "_render_request", None)
     if original is None or getattr(original, "_ocs_replay_guard", False):
         return original is not None
@@ -143,8 +178,11 @@ def install(memory: NonceMemory | None = None) -> bool:
                                       log_category=refusal.category)
         if not memory.accept(args[b"key"][0], args[b"nonce"][0]):
             return self._deny_request(request, 400, reason="replayed nonce", log_category="AR462")
-        for name in SIGNED_FIELDS:
-            args.pop(name, None)
+        if len(args) == len(SIGNED_FIELDS):  # the signed fields alone (all are there)
+            request.args = {}
+        else:
+            for name in SIGNED_FIELDS:
+                args.pop(name, None)
         # Verified: crossbar's handler makes its other checks and the call; with its secret
         # set it would check the signature again. The handler runs synchronously up to the
         # call (one reactor thread), so signing is off for this call only.
