@@ -15,19 +15,20 @@ cycle (``start`` of ``delay_task(delay=0)`` and ``wait``). Every router, agent a
 the same share of the calls, so none is warmer than another.
 
 Latency: every case once per iteration, in an order shuffled (seeded) every iteration. CPU per
-call: this client process + the router's process group + the agent
-(``/proc/*/task/*/schedstat``), in blocks of calls rotating between the cases: CPU time is much
-less sensitive than latency to other load on a shared machine. Reported: each case's overhead
-over the baseline, and each part's cost between cases that differ in it alone (signing: the two
-paths of one router and agent; the access check: the two agents of one router and path;
-authentication: the two routers), as the median and range over the rounds.
+call: this client thread + the router's process group + the agent (``/proc/*/task/*/schedstat``),
+read around each call in a second loop shuffled the same way: per call and per process, so
+other load on a shared machine does not enter it, and no case runs warmer than another.
+Reported: each case's overhead over the baseline, and each part's cost between cases that
+differ in it alone (signing: the two paths of one router and agent; the access check: the two
+agents of one router and path; authentication: the two routers), as the median and range over
+the rounds.
 
-Usage: PYTHONPATH=. python bench/access.py [--rounds N] [--iterations N] [--blocks N] [--markdown]
+Usage: PYTHONPATH=. python bench/access.py [--rounds N] [--iterations N] [--cpu-iterations N] [--markdown]
 """
 from __future__ import annotations
 
 import argparse
-import os
+import random
 import sys
 import tempfile
 import time
@@ -103,19 +104,24 @@ def calls(client: ControlClient, password: str | None) -> dict[str, Callable[[],
     return {"status": status, "cycle": cycle}
 
 
-def cpu_blocks(funcs: dict[str, Callable[[], float]], pids: dict[str, list[int]], blocks: int,
-               size: int) -> dict[str, list[float]]:
-    """CPU seconds per call of each case, one figure per block of ``size`` calls; the case
-    order rotates from block to block."""
+def cpu_per_call(funcs: dict[str, Callable[[], float]], pids: dict[str, list[int]],
+                 iterations: int, seed: int) -> dict[str, list[float]]:
+    """CPU seconds of each call: this thread's (``thread_time``) and every thread of the
+    case's router and agent (schedstat), read just before and after the call. Every case once
+    per iteration, in an order shuffled (seeded) every iteration, like the latency's. Reading
+    takes ~0.2 ms, by which time the router and agent have finished their part of the call
+    (measured: < 1 µs of their CPU falls in the next 1 ms)."""
     names = list(funcs)
+    rng = random.Random(seed)
     out: dict[str, list[float]] = {name: [] for name in names}
-    for b in range(blocks):
-        k = b % len(names)
-        for name in names[k:] + names[:k]:
-            before = sum(cpu_seconds(p) for p in pids[name])
-            for _ in range(size):
-                funcs[name]()
-            out[name].append((sum(cpu_seconds(p) for p in pids[name]) - before) / size)
+    for _ in range(iterations):
+        rng.shuffle(names)
+        for name in names:
+            others = sum(cpu_seconds(p) for p in pids[name])
+            mine = time.thread_time()
+            funcs[name]()
+            mine = time.thread_time() - mine
+            out[name].append(mine + sum(cpu_seconds(p) for p in pids[name]) - others)
     return out
 
 
@@ -144,13 +150,12 @@ def one_round(tmp: Path, args: argparse.Namespace, seed: int) -> dict[str, dict[
                 url, signing = hub.wamp_http + SECOND_SUFFIX, (
                     (BENCH_KEY, args.secret) if path == "signed" else None)
             client = ControlClient(f"{hub.address_root}.{policy}", url, signing=signing)
-            members = [os.getpid(), agents[r, policy].pid,
-                       *(group_members(routers[r].router.pid) or [])]
+            members = [agents[r, policy].pid, *(group_members(routers[r].router.pid) or [])]
             for op, func in calls(client, "pw2" if policy == "override" else None).items():
                 funcs[f"{op} {case}"] = func
                 pids[f"{op} {case}"] = members
         times = interleaved(funcs, args.iterations, args.warmup, seed=seed)
-        cpu = cpu_blocks(funcs, pids, args.blocks, args.block_size)
+        cpu = cpu_per_call(funcs, pids, args.cpu_iterations, seed)
     return {name: {"median": median(times[name]), "p95": p95(times[name]), "cpu": median(cpu[name])}
             for name in funcs}
 
@@ -172,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="fresh routers and agents each round")
     parser.add_argument("--iterations", type=int, default=600, help="latency iterations per round")
     parser.add_argument("--warmup", type=int, default=100)
-    parser.add_argument("--blocks", type=int, default=16, help="CPU blocks per case and round")
-    parser.add_argument("--block-size", type=int, default=100, help="calls per CPU block")
+    parser.add_argument("--cpu-iterations", type=int, default=300,
+                        help="CPU iterations per round (each case once, its CPU read around it)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args(argv)
