@@ -21,7 +21,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 __all__ = ["signed_params", "signed_query", "Signer", "new_secret", "SignatureCheck", "Refusal",
            "SIGNED_FIELDS"]
