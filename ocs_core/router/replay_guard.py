@@ -178,11 +178,7 @@ def install(memory: NonceMemory | None = None) -> bool:
                                       log_category=refusal.category)
         if not memory.accept(args[b"key"][0], args[b"nonce"][0]):
             return self._deny_request(request, 400, reason="replayed nonce", log_category="AR462")
-        if len(args) == len(SIGNED_FIELDS):  # the signed fields alone (all are there)
-            request.args = {}
-        else:
-            for name in SIGNED_FIELDS:
-                args.pop(name, None)
+        request.args = {name: values for name, values in args.items() if name not in SIGNED_FIELDS}
         # Verified: crossbar's handler makes its other checks and the call; with its secret
         # set it would check the signature again. The handler runs synchronously up to the
         # call (one reactor thread), so signing is off for this call only.
